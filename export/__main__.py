@@ -1,0 +1,72 @@
+"""`python -m export`: a thin argparse shell over `export.export_model`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from export.pipeline import ExportConfig, export_model
+from export.sources import DEFAULT_MODEL, TINY_ALIAS, ModelSourceError
+from export.validate import Bounds, ValidationError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a SPLADE masked-LM to one ONNX graph (encoder + pooling + top-k), "
+        "optimize it, validate it against PyTorch and write a self-describing model folder.",
+    )
+    src = p.add_argument_group("source and destination")
+    src.add_argument("--model", default=DEFAULT_MODEL,
+                     help=f"hub id, local folder, or '{TINY_ALIAS}' (the embedded 2-layer default). Default: %(default)s")
+    src.add_argument("--output", type=Path, default=None,
+                     help="folder to write (default: models/<model name>-<precision>)")
+    prec = p.add_argument_group("precision (one of; default fp32)")
+    excl = prec.add_mutually_exclusive_group()
+    excl.add_argument("--fp16", action="store_true", help="half-precision weights and compute, for GPU providers")
+    excl.add_argument("--int8", action="store_true", help="dynamic int8 quantization, for CPU deployment")
+    prec.add_argument("--int8-keep-head-fp32", action="store_true",
+                      help="with --int8: leave the [hidden, vocab] projection in fp32")
+    graph = p.add_argument_group("graph")
+    graph.add_argument("--top-k", type=int, default=512,
+                       help="terms returned per text, weight descending; 0 returns the full [batch, vocab] weights. Default: %(default)s")
+    graph.add_argument("--pooling", choices=["max", "sum"], default="max", help="aggregation over tokens. Default: %(default)s")
+    graph.add_argument("--max-length", type=int, default=None,
+                       help="tokens per text the runtime feeds (default: the model's position limit, 512 for BERT)")
+    graph.add_argument("--opset", type=int, default=17, help="ONNX opset. Default: %(default)s")
+    graph.add_argument("--no-attention-fusion", action="store_true",
+                       help="skip ORT's fused Attention op (other fusions still apply)")
+    val = p.add_argument_group("validation")
+    val.add_argument("--no-validate", action="store_true", help="skip the comparison with PyTorch")
+    val.add_argument("--min-overlap", type=float, default=0.9,
+                     help="fail when any precision's top-32 term overlap with PyTorch is below this. Default: %(default)s")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print errors")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
+    for noisy in ("onnxruntime", "root", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    try:
+        cfg = ExportConfig(
+            model=args.model, output=args.output, precision=precision, pooling=args.pooling,
+            top_k=args.top_k, max_length=args.max_length, opset=args.opset, validate=not args.no_validate,
+            attention_fusion=not args.no_attention_fusion, int8_head=not args.int8_keep_head_fp32,
+            bounds=Bounds(min_top32_overlap=args.min_overlap),
+        )
+        manifest = export_model(cfg)
+    except (ModelSourceError, ValidationError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = cfg.output or f"models/{manifest.source_model.split('/')[-1]}-{precision}"
+    print(f"wrote {out} ({manifest.precision}, {manifest.pooling} pooling, top-k {manifest.top_k}, max length {manifest.max_length})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

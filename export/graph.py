@@ -1,0 +1,105 @@
+"""The SPLADE graph: MLM encoder, padding mask, pooling and top-k as one torch module, traced to ONNX."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+Pooling = Literal["max", "sum"]
+
+
+@contextlib.contextmanager
+def decoder_removed(mlm: nn.Module) -> Iterator[nn.Linear]:
+    """Swap the MLM's vocabulary projection for Identity (and put it back afterwards).
+
+    The model then returns the transformed hidden states [batch, seq, hidden]; the graph applies
+    the projection itself so that, for max pooling, it can reduce before adding the bias and
+    before the activation. Works for any `*ForMaskedLM` whose `get_output_embeddings()` is a
+    Linear (BERT, DistilBERT, RoBERTa, ...).
+    """
+    decoder = mlm.get_output_embeddings()
+    if not isinstance(decoder, nn.Linear):
+        raise TypeError(f"{type(mlm).__name__}: output embeddings are {type(decoder).__name__}, expected Linear")
+    parent, attr = next(
+        (module, name)
+        for module in mlm.modules()
+        for name, child in module.named_children()
+        if child is decoder
+    )
+    setattr(parent, attr, nn.Identity())
+    try:
+        yield decoder
+    finally:
+        setattr(parent, attr, decoder)
+
+
+class SpladeGraph(nn.Module):
+    """input_ids, attention_mask [batch, seq] -> values, indices [batch, k] (or weights [batch, vocab]).
+
+    Max pooling uses max_i log(1 + relu(x_i)) = log(1 + relu(max_i x_i)) (the activation is
+    monotone) and max_i (h_i . w + b) = b + max_i (h_i . w): the only [batch, seq, vocab] work is
+    one MatMul and one ReduceMax. Padded positions are replaced by the first token's hidden
+    state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
+    """
+
+    def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int):
+        super().__init__()
+        if pooling not in ("max", "sum"):
+            raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+        self.mlm = mlm
+        self.pooling = pooling
+        vocab = decoder.weight.shape[0]
+        self.top_k = min(top_k, vocab)
+        self.register_buffer("proj", decoder.weight.detach().t().contiguous())  # [hidden, vocab]
+        bias = decoder.bias if decoder.bias is not None else torch.zeros(vocab)
+        self.register_buffer("bias", bias.detach().clone())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, S, H]
+        mask = attention_mask.unsqueeze(-1).to(torch.bool)
+        if self.pooling == "max":
+            hidden = torch.where(mask, hidden, hidden[:, :1, :])
+            pooled = torch.matmul(hidden, self.proj).amax(dim=1) + self.bias
+            weights = torch.log1p(torch.relu(pooled))
+        else:
+            logits = torch.matmul(hidden, self.proj) + self.bias
+            weights = (torch.log1p(torch.relu(logits)) * mask.to(logits.dtype)).sum(dim=1)
+        if self.top_k == 0:
+            return weights
+        values, indices = torch.topk(weights, self.top_k, dim=-1)
+        return values, indices
+
+
+def output_names(top_k: int) -> tuple[str, ...]:
+    return ("weights",) if top_k == 0 else ("values", "indices")
+
+
+def export_onnx(mlm: nn.Module, path: Path, *, pooling: Pooling, top_k: int, opset: int) -> tuple[str, ...]:
+    """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
+    mlm.eval()
+    outputs = output_names(top_k)
+    ids = torch.tensor([[101, 2054, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0]])
+    mask = (ids != 0).to(torch.int64)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    axes.update({name: {0: "batch"} for name in outputs})
+    with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = SpladeGraph(mlm, decoder, pooling, top_k).eval()
+        torch.onnx.export(
+            graph,
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=list(outputs),
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return outputs

