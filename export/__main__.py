@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--max-length", type=int, default=None,
                        help="tokens per text the runtime feeds (default: the model's position limit, 512 for BERT)")
     graph.add_argument("--opset", type=int, default=17, help="ONNX opset. Default: %(default)s")
+    graph.add_argument("--vocab-chunk", type=int, default=2048,
+                       help="project the vocabulary in chunks of this many terms, each reduced over tokens before "
+                       "the next (bounds memory, keeps the reduction in cache); 0 = all at once. Default: %(default)s")
     graph.add_argument("--no-attention-fusion", action="store_true",
                        help="skip ORT's fused Attention op (other fusions still apply)")
     val = p.add_argument_group("validation")
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ExportConfig(
             model=args.model, output=args.output, precision=precision, pooling=args.pooling,
             top_k=args.top_k, max_length=args.max_length, opset=args.opset, validate=not args.no_validate,
-            attention_fusion=not args.no_attention_fusion, int8_head=not args.int8_keep_head_fp32,
+            attention_fusion=not args.no_attention_fusion, vocab_chunk=args.vocab_chunk, int8_head=not args.int8_keep_head_fp32,
             bounds=Bounds(min_top32_overlap=args.min_overlap),
         )
         manifest = export_model(cfg)

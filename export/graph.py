@@ -48,7 +48,7 @@ class SpladeGraph(nn.Module):
     state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
     """
 
-    def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int):
+    def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0):
         super().__init__()
         if pooling not in ("max", "sum"):
             raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
@@ -56,6 +56,7 @@ class SpladeGraph(nn.Module):
         self.pooling = pooling
         vocab = decoder.weight.shape[0]
         self.top_k = min(top_k, vocab)
+        self.vocab_chunk = vocab_chunk if 0 < vocab_chunk < vocab else vocab
         self.register_buffer("proj", decoder.weight.detach().t().contiguous())  # [hidden, vocab]
         bias = decoder.bias if decoder.bias is not None else torch.zeros(vocab)
         self.register_buffer("bias", bias.detach().clone())
@@ -63,13 +64,18 @@ class SpladeGraph(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, S, H]
         mask = attention_mask.unsqueeze(-1).to(torch.bool)
+        # The vocabulary is projected in chunks: each [batch, seq, chunk] block is reduced to
+        # [batch, chunk] and freed before the next, so the [batch, seq, vocab] tensor never exists.
+        projs = torch.split(self.proj, self.vocab_chunk, dim=1)
+        biases = torch.split(self.bias, self.vocab_chunk, dim=0)
         if self.pooling == "max":
             hidden = torch.where(mask, hidden, hidden[:, :1, :])
-            pooled = torch.matmul(hidden, self.proj).amax(dim=1) + self.bias
+            pooled = torch.cat([torch.matmul(hidden, p).amax(dim=1) for p in projs], dim=-1) + self.bias
             weights = torch.log1p(torch.relu(pooled))
         else:
-            logits = torch.matmul(hidden, self.proj) + self.bias
-            weights = (torch.log1p(torch.relu(logits)) * mask.to(logits.dtype)).sum(dim=1)
+            weight = mask.to(hidden.dtype)
+            weights = torch.cat([(torch.log1p(torch.relu(torch.matmul(hidden, p) + b)) * weight).sum(dim=1)
+                                 for p, b in zip(projs, biases)], dim=-1)
         if self.top_k == 0:
             return weights
         values, indices = torch.topk(weights, self.top_k, dim=-1)
@@ -80,7 +86,8 @@ def output_names(top_k: int) -> tuple[str, ...]:
     return ("weights",) if top_k == 0 else ("values", "indices")
 
 
-def export_onnx(mlm: nn.Module, path: Path, *, pooling: Pooling, top_k: int, opset: int) -> tuple[str, ...]:
+def export_onnx(mlm: nn.Module, path: Path, *, pooling: Pooling, top_k: int, opset: int,
+                vocab_chunk: int = 0) -> tuple[str, ...]:
     """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
     mlm.eval()
     outputs = output_names(top_k)
@@ -90,7 +97,7 @@ def export_onnx(mlm: nn.Module, path: Path, *, pooling: Pooling, top_k: int, ops
     axes.update({name: {0: "batch"} for name in outputs})
     with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = SpladeGraph(mlm, decoder, pooling, top_k).eval()
+        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk).eval()
         torch.onnx.export(
             graph,
             (ids, mask),

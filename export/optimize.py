@@ -40,22 +40,37 @@ def fuse_transformer(src: Path, dst: Path, *, num_heads: int, hidden_size: int, 
     return stats
 
 
-def head_matmul(model: onnx.ModelProto, vocab_size: int) -> onnx.NodeProto:
-    """The MatMul that projects hidden states onto the vocabulary (its weight is [hidden, vocab])."""
-    shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2 and shapes[node.input[1]][1] == vocab_size:
-            return node
-    raise ValueError("could not find the vocabulary projection MatMul in the graph")
+def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in model.graph.node for out in node.output}
 
 
-def _downstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[onnx.NodeProto]:
+def pooling_reductions(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The ReduceMax/ReduceSum nodes over the sequence axis, one per vocabulary chunk."""
+    found = [n for n in model.graph.node if n.op_type in ("ReduceMax", "ReduceSum")]
+    if not found:
+        raise ValueError("could not find the pooling reduction in the graph")
+    return found
+
+
+def head_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The MatMuls projecting hidden states onto (chunks of) the vocabulary, found upstream of the pooling."""
+    producers = _producers(model)
+    heads = []
+    for node in pooling_reductions(model):
+        while node is not None and node.op_type != "MatMul":
+            node = producers.get(node.input[0])
+        if node is not None:
+            heads.append(node)
+    return heads
+
+
+def _downstream(model: onnx.ModelProto, starts: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     seen: dict[str, onnx.NodeProto] = {}
-    frontier = list(start.output)
+    frontier = [out for start in starts for out in start.output]
     while frontier:
         for node in consumers.get(frontier.pop(), []):
             if node.name not in seen:
@@ -64,39 +79,33 @@ def _downstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[onnx.Node
     return list(seen.values())
 
 
-def pooling_tail(model: onnx.ModelProto, vocab_size: int) -> list[str]:
-    """Names of the nodes after the vocabulary reduction (or after the head for sum pooling).
+def pooling_tail(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes after the sequence reduction: concat, bias, log(1 + relu(.)), TopK.
 
-    These are kept in fp32 by the fp16 conversion: bias, log(1 + relu(.)) and TopK run on the
-    small [batch, vocab] tensor for max pooling, so keeping them exact costs nothing.
+    They run on the small [batch, vocab] tensor, so keeping them in fp32 costs nothing.
     """
-    head = head_matmul(model, vocab_size)
-    after = _downstream(model, head)
-    reduce = next((n for n in after if n.op_type == "ReduceMax"), None)
-    if reduce is not None:
-        return [n.name for n in _downstream(model, reduce)]
-    return [n.name for n in after]
+    return [n.name for n in _downstream(model, pooling_reductions(model))]
 
 
-def to_fp16(src: Path, dst: Path, *, vocab_size: int) -> None:
+def to_fp16(src: Path, dst: Path) -> None:
     """Half-precision weights and compute, fp32 inputs/outputs and pooling tail."""
     model = OnnxModel(onnx.load(str(src)))
     model.convert_float_to_float16(
         keep_io_types=True,
-        node_block_list=pooling_tail(model.model, vocab_size),
+        node_block_list=pooling_tail(model.model),
         op_block_list=["LayerNormalization", "SimplifiedLayerNormalization"],
     )
     model.save_model_to_file(str(dst))
 
 
-def to_int8(src: Path, dst: Path, *, vocab_size: int, quantize_head: bool = True) -> None:
+def to_int8(src: Path, dst: Path, *, quantize_head: bool = True) -> None:
     """Dynamic int8 quantization of MatMul/Attention weights for CPU deployment.
 
     `quantize_head=False` leaves the [hidden, vocab] projection in fp32: it decides which terms
     win, so it is the most sensitive layer, and for small models it is most of the cost.
     """
     model = onnx.load(str(src))
-    exclude = [] if quantize_head else [head_matmul(model, vocab_size).name]
+    exclude = [] if quantize_head else [n.name for n in head_matmuls(model)]
     quantize_dynamic(
         str(src),
         str(dst),

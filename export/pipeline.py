@@ -39,6 +39,7 @@ class ExportConfig:
     validate: bool = True
     attention_fusion: bool = True
     int8_head: bool = True
+    vocab_chunk: int = 2048
     bounds: fidelity.Bounds = field(default_factory=fidelity.Bounds)
 
     def __post_init__(self):
@@ -48,6 +49,8 @@ class ExportConfig:
             raise ValueError(f"pooling must be 'max' or 'sum', got {self.pooling!r}")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0 (0 returns the full weights)")
+        if self.vocab_chunk < 0:
+            raise ValueError("vocab_chunk must be >= 0 (0: project the whole vocabulary at once)")
         if self.opset < 14:
             raise ValueError("opset must be >= 14 (LayerNormalization export and TopK with a dynamic k)")
 
@@ -114,15 +117,16 @@ def export_model(cfg: ExportConfig) -> Manifest:
     with tempfile.TemporaryDirectory() as tmp:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
         log.info("tracing %s (%s pooling, top-k %s, opset %s)", source.name, cfg.pooling, cfg.top_k, cfg.opset)
-        outputs = export_onnx(mlm, raw, pooling=cfg.pooling, top_k=cfg.top_k, opset=cfg.opset)
+        outputs = export_onnx(mlm, raw, pooling=cfg.pooling, top_k=cfg.top_k, opset=cfg.opset,
+                              vocab_chunk=cfg.vocab_chunk)
         heads, hidden = _dims(config)
         fusions = optimize.fuse_transformer(raw, fused, num_heads=heads, hidden_size=hidden, attention=cfg.attention_fusion)
         log.info("fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
         final = out / "model.onnx"
         if cfg.precision == "fp16":
-            optimize.to_fp16(fused, final, vocab_size=vocab)
+            optimize.to_fp16(fused, final)
         elif cfg.precision == "int8":
-            optimize.to_int8(fused, final, vocab_size=vocab, quantize_head=cfg.int8_head)
+            optimize.to_int8(fused, final, quantize_head=cfg.int8_head)
         else:
             shutil.copyfile(fused, final)
         results: dict[str, fidelity.Fidelity] = {}

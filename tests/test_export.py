@@ -128,3 +128,18 @@ def test_validation_failure_exits_nonzero(tmp_path):
     assert done.returncode == 1 and "validation failed" in done.stderr
     stored = json.loads((tmp_path / "m" / "splade.json").read_text())
     assert stored["validation"]["passed"] is False
+
+
+def test_unchunked_head_and_fp32_head_in_int8(tmp_path, reference):
+    from export.optimize import head_matmuls
+
+    whole = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "whole", vocab_chunk=0))
+    assert whole.validation["fp32"]["max_abs_diff"] < 1e-4
+    assert len(head_matmuls(onnx.load(str(tmp_path / "whole" / "model.onnx")))) == 1
+    kept = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "kept", precision="int8", int8_head=False))
+    graph = onnx.load(str(tmp_path / "kept" / "model.onnx"))
+    heads = head_matmuls(graph)
+    assert len(heads) == -(-30522 // 2048), "one fp32 MatMul per vocabulary chunk"
+    assert all(n.op_type == "MatMul" for n in heads) and kept.validation["int8"]["top32_overlap"] >= 0.9
+    values, indices = run_graph(tmp_path / "kept", reference, TEXTS[:3])
+    assert np.all(np.diff(values, axis=1) <= 0)

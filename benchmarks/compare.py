@@ -1,0 +1,277 @@
+"""Side-by-side benchmark: PyTorch eager vs optimum fill-mask + NumPy vs our fused graph, one process, one run.
+
+    python -m benchmarks.compare --quick            # splade-tiny only, under two minutes here
+    python -m benchmarks.compare                    # splade-tiny and a BERT-base-shaped model
+    python -m benchmarks.compare --device cuda      # same comparison on a GPU (PyTorch fp32/fp16, ours on CUDA)
+
+Every row is a ratio against PyTorch eager fp32 from the same run on the same inputs; results go to
+benchmarks/results/ as JSON, a Markdown table and PNG plots, with machine, versions and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata as md
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks import corpus
+from benchmarks.engines import OptimumEngine, OursEngine, TorchEngine, as_dense
+from export.validate import compare as fidelity
+
+RESULTS = Path(__file__).parent / "results"
+
+
+# ---------------------------------------------------------------- memory and timing helpers
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_extra_mib(fn) -> tuple[object, float]:
+    """Run fn; return its result and the peak RSS above the RSS before it (Linux: resets VmHWM)."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    base = _rss_kib("VmRSS")
+    out = fn()
+    return out, max(0, _rss_kib("VmHWM") - base) / 1024
+
+
+def timed(fn, *, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds per call, after warm-up calls on the same shape (first runs on a new shape are slow)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+# ---------------------------------------------------------------- models
+
+def bert_base_folder(tokenizer_dir: Path, dest: Path) -> Path:
+    """BertForMaskedLM(BertConfig()) with a fixed seed: the reference model's shape and cost."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    if not (dest / "config.json").exists():
+        torch.manual_seed(0)
+        BertForMaskedLM(BertConfig()).save_pretrained(dest)
+        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(dest)
+    return dest
+
+
+def export_ours(src: str, dest: Path, precision: str) -> Path:
+    from export import ExportConfig, export_model
+
+    if not (dest / "splade.json").exists():
+        # the BERT-base stand-in has random weights: its figures are timings, its fidelity is checked below
+        export_model(ExportConfig(model=src, output=dest, precision=precision, validate=False))
+    return dest
+
+
+# ---------------------------------------------------------------- workloads
+
+def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(src_dir)
+    threads = args.threads
+    torch.set_num_threads(threads)
+    ort_provider = "cuda" if args.device == "cuda" else "cpu"
+    engines = [TorchEngine(src_dir, tokenizer, device=args.device)]
+    if args.device == "cuda":
+        engines.append(TorchEngine(src_dir, tokenizer, dtype=torch.float16, device="cuda"))
+    else:
+        engines.append(OptimumEngine(src_dir, tokenizer, threads=threads))
+    precisions = ["fp16"] if args.device == "cuda" else ["fp32", "int8"]
+    if args.device == "cuda":
+        precisions.insert(0, "fp32")
+    for precision in precisions:
+        try:
+            engines.append(OursEngine(export_ours(str(src_dir), work / f"{label}-{precision}", precision),
+                                      provider=ort_provider, threads=threads))
+        except Exception as exc:  # e.g. no onnxruntime-gpu on the GPU box: record and go on
+            logging.warning("ours-%s skipped: %s", precision, exc)
+
+    texts = corpus.texts(args.corpus_size)
+    workloads = {
+        "query": corpus.token_batch(tokenizer, batch=1, length=10),
+        "docs_32x128": corpus.token_batch(tokenizer, batch=32, length=128),
+        "docs_32x256": corpus.token_batch(tokenizer, batch=32, length=256),
+    }
+    reps = args.repeats
+    rows = []
+    reference: dict[str, np.ndarray] = {}
+    for engine in engines:
+        row = {"engine": engine.name, "model": label}
+        ids, mask = workloads["query"]
+        lat = np.array(timed(lambda e=engine, i=ids, m=mask: e.run(i, m), repeats=args.query_repeats, warmup=5)) * 1000
+        row["query_ms"] = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+                           "p99": float(np.percentile(lat, 99))}
+        for name in ("docs_32x128", "docs_32x256"):
+            ids, mask = workloads[name]
+            out = engine.run(ids, mask)  # warm-up, and the output for fidelity
+            if name == "docs_32x256":
+                _, row["peak_extra_mib_32x256"] = peak_extra_mib(lambda e=engine, i=ids, m=mask: e.run(i, m))
+            secs = timed(lambda e=engine, i=ids, m=mask: e.run(i, m), repeats=reps, warmup=0)
+            row[f"{name}_texts_per_s"] = float(ids.shape[0] / np.median(secs))
+            if name == "docs_32x128":
+                dense = as_dense(engine, out)
+                if engine.name == "pytorch-fp32":
+                    reference["docs"] = dense
+                fid = fidelity(reference["docs"], dense, top_k=512)
+                row["max_abs_diff"], row["top32_overlap"] = fid.max_abs_diff, fid.top32_overlap
+        engine.encode_texts(texts[:8])  # warm-up
+        start = time.perf_counter()
+        engine.encode_texts(texts)
+        row["corpus_texts_per_s"] = float(len(texts) / (time.perf_counter() - start))
+        rows.append(row)
+        logging.info("%s %s: %s", label, engine.name, json.dumps(row))
+        del engine
+        gc.collect()
+    base = rows[0]
+    for row in rows:
+        row["ratio"] = {
+            "query_p50": base["query_ms"]["p50"] / row["query_ms"]["p50"],
+            "docs_32x128": row["docs_32x128_texts_per_s"] / base["docs_32x128_texts_per_s"],
+            "docs_32x256": row["docs_32x256_texts_per_s"] / base["docs_32x256_texts_per_s"],
+            "corpus": row["corpus_texts_per_s"] / base["corpus_texts_per_s"],
+            "memory_32x256": row["peak_extra_mib_32x256"] / max(base["peak_extra_mib_32x256"], 1e-9),
+        }
+    return {"model": label, "corpus_size": len(texts), "rows": rows}
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    versions = {}
+    for name in ("torch", "transformers", "onnxruntime", "onnxruntime-gpu", "optimum", "optimum-onnx", "numpy"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    info["versions"] = versions
+    return info
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores"
+             + (f", {result['machine']['gpu']}" if "gpu" in result["machine"] else "") + f"), threads {result['threads']}",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in result['machine']['versions'].items())}",
+             f"Command: `{result['command']}`", ""]
+    lines.append("| model | engine | query p50 ms (×) | p95 / p99 ms | 32×128 texts/s (×) | 32×256 texts/s (×) "
+                 "| corpus texts/s (×) | peak extra MiB 32×256 (×) | max abs diff | top-32 overlap |")
+    lines.append("|" + "---|" * 10)
+    for block in result["models"]:
+        for r in block["rows"]:
+            x = r["ratio"]
+            lines.append(
+                f"| {r['model']} | {r['engine']} | {r['query_ms']['p50']:.1f} ({x['query_p50']:.2f}×) "
+                f"| {r['query_ms']['p95']:.1f} / {r['query_ms']['p99']:.1f} "
+                f"| {r['docs_32x128_texts_per_s']:.1f} ({x['docs_32x128']:.2f}×) "
+                f"| {r['docs_32x256_texts_per_s']:.1f} ({x['docs_32x256']:.2f}×) "
+                f"| {r['corpus_texts_per_s']:.1f} ({x['corpus']:.2f}×) "
+                f"| {r['peak_extra_mib_32x256']:.0f} ({x['memory_32x256']:.2f}×) "
+                f"| {r['max_abs_diff']:.1e} | {r['top32_overlap']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = result["models"]
+    fig, axes = plt.subplots(len(blocks), 2, figsize=(12, 3.6 * len(blocks)), squeeze=False)
+    for ax_row, block in zip(axes, blocks):
+        names = [r["engine"] for r in block["rows"]]
+        x = np.arange(len(names))
+        for i, key in enumerate(("docs_32x128", "docs_32x256", "corpus")):
+            ax_row[0].bar(x + (i - 1) * 0.27, [r["ratio"][key] for r in block["rows"]], 0.27, label=key)
+        ax_row[0].axhline(1.0, color="grey", lw=0.8)
+        ax_row[0].set_xticks(x, names, rotation=15)
+        ax_row[0].set_ylabel("throughput × PyTorch fp32")
+        ax_row[0].set_title(f"{block['model']}: throughput")
+        ax_row[0].legend(fontsize=8)
+        for i, p in enumerate(("p50", "p95", "p99")):
+            ax_row[1].bar(x + (i - 1) * 0.27, [r["query_ms"][p] for r in block["rows"]], 0.27, label=p)
+        ax_row[1].set_xticks(x, names, rotation=15)
+        ax_row[1].set_ylabel("query latency, ms (batch 1, 10 tokens)")
+        ax_row[1].set_title(f"{block['model']}: query latency")
+        ax_row[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="splade-tiny only, few repeats (under two minutes)")
+    p.add_argument("--models", nargs="+", choices=["splade-tiny", "bert-base"], default=None,
+                   help="default: both (splade-tiny only with --quick)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every engine")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per document workload")
+    p.add_argument("--query-repeats", type=int, default=None, help="timed single-query runs")
+    p.add_argument("--corpus-size", type=int, default=None, help="texts in the end-to-end corpus")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder. Default: %(default)s")
+    p.add_argument("--work", type=Path, default=None, help="folder for exported models (default: a temp folder)")
+    p.add_argument("--name", default=None, help="result file stem (default: compare-<device>[-quick])")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    for noisy in ("onnxruntime", "root", "transformers", "optimum", "export", "runtime"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    models = args.models or (["splade-tiny"] if args.quick else ["splade-tiny", "bert-base"])
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.query_repeats = args.query_repeats or (20 if args.quick else 50)
+    args.corpus_size = args.corpus_size or (48 if args.quick else 300)
+
+    from export.sources import resolve_model
+
+    tiny = resolve_model("splade-tiny").path
+    result = {"machine": machine(), "threads": args.threads, "device": args.device,
+              "command": "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d"), "models": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for label in models:
+            src = tiny if label == "splade-tiny" else bert_base_folder(tiny, work / "bert-base-src")
+            result["models"].append(run_model(label, src, work, args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.name or f"compare-{args.device}" + ("-quick" if args.quick else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    plot(result, args.out / f"{stem}.png")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
