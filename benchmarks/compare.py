@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,23 +35,17 @@ RESULTS = Path(__file__).parent / "results"
 
 # ---------------------------------------------------------------- memory and timing helpers
 
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def peak_extra_mib(fn) -> tuple[object, float]:
-    """Run fn; return its result and the peak RSS above the RSS before it (Linux: resets VmHWM)."""
-    gc.collect()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    base = _rss_kib("VmRSS")
-    out = fn()
-    return out, max(0, _rss_kib("VmHWM") - base) / 1024
+def peak_memory(engine_name: str, model: Path, ids: np.ndarray, work: Path, threads: int) -> dict:
+    """Peak RSS of the engine on this batch, measured in a fresh process (benchmarks.memory)."""
+    batch = work / "memory-batch.npy"
+    np.save(batch, ids)
+    kind = "ours" if engine_name.startswith("ours") else engine_name
+    done = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--engine", kind, "--model", str(model),
+                           "--batch", str(batch), "--threads", str(threads)], capture_output=True, text=True)
+    if done.returncode != 0:
+        logging.warning("memory of %s not measured: %s", engine_name, done.stderr[-500:])
+        return {"peak_rss_mib": float("nan"), "rss_after_load_mib": float("nan")}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def timed(fn, *, repeats: int, warmup: int = 1) -> list[float]:
@@ -97,17 +92,20 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
     torch.set_num_threads(threads)
     ort_provider = "cuda" if args.device == "cuda" else "cpu"
     engines = [TorchEngine(src_dir, tokenizer, device=args.device)]
+    folders = {engines[0].name: src_dir}
     if args.device == "cuda":
-        engines.append(TorchEngine(src_dir, tokenizer, dtype=torch.float16, device="cuda"))
+        engines.append(TorchEngine(src_dir, tokenizer, dtype="fp16", device="cuda"))
     else:
-        engines.append(OptimumEngine(src_dir, tokenizer, threads=threads))
+        folders["optimum-fill-mask"] = work / f"{label}-optimum"
+        engines.append(OptimumEngine(src_dir, tokenizer, threads=threads, save_to=folders["optimum-fill-mask"]))
     precisions = ["fp16"] if args.device == "cuda" else ["fp32", "int8"]
     if args.device == "cuda":
         precisions.insert(0, "fp32")
     for precision in precisions:
         try:
-            engines.append(OursEngine(export_ours(str(src_dir), work / f"{label}-{precision}", precision),
-                                      provider=ort_provider, threads=threads))
+            folder = export_ours(str(src_dir), work / f"{label}-{precision}", precision)
+            engines.append(OursEngine(folder, provider=ort_provider, threads=threads))
+            folders[engines[-1].name] = folder
         except Exception as exc:  # e.g. no onnxruntime-gpu on the GPU box: record and go on
             logging.warning("ours-%s skipped: %s", precision, exc)
 
@@ -129,8 +127,8 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
         for name in ("docs_32x128", "docs_32x256"):
             ids, mask = workloads[name]
             out = engine.run(ids, mask)  # warm-up, and the output for fidelity
-            if name == "docs_32x256":
-                _, row["peak_extra_mib_32x256"] = peak_extra_mib(lambda e=engine, i=ids, m=mask: e.run(i, m))
+            if name == "docs_32x256" and args.device == "cpu":
+                row["memory_32x256"] = peak_memory(engine.name, folders[engine.name], ids, work, threads)
             secs = timed(lambda e=engine, i=ids, m=mask: e.run(i, m), repeats=reps, warmup=0)
             row[f"{name}_texts_per_s"] = float(ids.shape[0] / np.median(secs))
             if name == "docs_32x128":
@@ -154,8 +152,9 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
             "docs_32x128": row["docs_32x128_texts_per_s"] / base["docs_32x128_texts_per_s"],
             "docs_32x256": row["docs_32x256_texts_per_s"] / base["docs_32x256_texts_per_s"],
             "corpus": row["corpus_texts_per_s"] / base["corpus_texts_per_s"],
-            "memory_32x256": row["peak_extra_mib_32x256"] / max(base["peak_extra_mib_32x256"], 1e-9),
         }
+        if "memory_32x256" in row:
+            row["ratio"]["memory_32x256"] = row["memory_32x256"]["peak_rss_mib"] / base["memory_32x256"]["peak_rss_mib"]
     return {"model": label, "corpus_size": len(texts), "rows": rows}
 
 
@@ -185,7 +184,7 @@ def markdown(result: dict) -> str:
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['machine']['versions'].items())}",
              f"Command: `{result['command']}`", ""]
     lines.append("| model | engine | query p50 ms (×) | p95 / p99 ms | 32×128 texts/s (×) | 32×256 texts/s (×) "
-                 "| corpus texts/s (×) | peak extra MiB 32×256 (×) | max abs diff | top-32 overlap |")
+                 "| corpus texts/s (×) | peak RSS MiB 32×256 (×) | max abs diff | top-32 overlap |")
     lines.append("|" + "---|" * 10)
     for block in result["models"]:
         for r in block["rows"]:
@@ -196,8 +195,8 @@ def markdown(result: dict) -> str:
                 f"| {r['docs_32x128_texts_per_s']:.1f} ({x['docs_32x128']:.2f}×) "
                 f"| {r['docs_32x256_texts_per_s']:.1f} ({x['docs_32x256']:.2f}×) "
                 f"| {r['corpus_texts_per_s']:.1f} ({x['corpus']:.2f}×) "
-                f"| {r['peak_extra_mib_32x256']:.0f} ({x['memory_32x256']:.2f}×) "
-                f"| {r['max_abs_diff']:.1e} | {r['top32_overlap']:.3f} |")
+                + (f"| {r['memory_32x256']['peak_rss_mib']:.0f} ({x['memory_32x256']:.2f}×) " if "memory_32x256" in r else "| – ")
+                + f"| {r['max_abs_diff']:.1e} | {r['top32_overlap']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="result file stem (default: compare-<device>[-quick])")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    for noisy in ("onnxruntime", "root", "transformers", "optimum", "export", "runtime"):
+    for noisy in ("onnxruntime", "transformers", "optimum", "export", "runtime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     models = args.models or (["splade-tiny"] if args.quick else ["splade-tiny", "bert-base"])
     args.repeats = args.repeats or (2 if args.quick else 3)

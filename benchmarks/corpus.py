@@ -10,7 +10,7 @@ import numpy as np
 
 _MODULES = ("json", "os", "re", "collections", "itertools", "functools", "pathlib", "subprocess", "argparse",
             "logging", "threading", "asyncio", "datetime", "decimal", "fractions", "statistics", "string",
-            "textwrap", "typing", "dataclasses", "heapq", "bisect", "random", "shutil", "tempfile", "csv",
+            "textwrap", "dataclasses", "heapq", "bisect", "random", "shutil", "tempfile", "csv",
             "zipfile", "tarfile", "gzip", "socket", "http.client", "urllib.request", "email.message",
             "sqlite3", "unittest", "doctest", "pickle", "copy", "enum", "contextlib", "inspect", "ast")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def splade_max(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -21,15 +20,19 @@ def splade_max(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class TorchEngine:
     """transformers AutoModelForMaskedLM + the SPLADE formula, eager mode."""
 
-    def __init__(self, model_dir: Path, tokenizer, *, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    def __init__(self, model_dir: Path, tokenizer, *, dtype: str = "fp32", device: str = "cpu"):
+        import torch
         from transformers import AutoModelForMaskedLM
 
-        self.name = f"pytorch-{ {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16'}[dtype]}"
+        self.torch = torch
+        self.name = f"pytorch-{dtype}"
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         self.device = device
         self.tokenizer = tokenizer
         self.model = AutoModelForMaskedLM.from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        torch = self.torch
         with torch.inference_mode():
             t_ids = torch.from_numpy(ids).to(self.device)
             t_mask = torch.from_numpy(mask).to(self.device)
@@ -44,7 +47,9 @@ class TorchEngine:
 class OptimumEngine:
     """optimum ORTModelForMaskedLM (full [batch, seq, vocab] logits out of the graph) + NumPy pooling."""
 
-    def __init__(self, model_dir: Path, tokenizer, *, threads: int, provider: str = "CPUExecutionProvider"):
+    def __init__(self, model_dir: Path, tokenizer, *, threads: int, provider: str = "CPUExecutionProvider",
+                 save_to: Path | None = None):
+        """Exports `model_dir` with optimum, unless it already holds optimum's `model.onnx`."""
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForMaskedLM
 
@@ -52,7 +57,12 @@ class OptimumEngine:
         opts.intra_op_num_threads = threads
         self.name = "optimum-fill-mask"
         self.tokenizer = tokenizer
-        self.model = ORTModelForMaskedLM.from_pretrained(model_dir, export=True, provider=provider, session_options=opts)
+        exported = (Path(model_dir) / "model.onnx").exists()
+        self.model = ORTModelForMaskedLM.from_pretrained(model_dir, export=not exported, provider=provider,
+                                                         session_options=opts)
+        if save_to is not None and not exported:
+            self.model.save_pretrained(save_to)
+            tokenizer.save_pretrained(save_to)
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}

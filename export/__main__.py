@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
-    for noisy in ("onnxruntime", "root", "transformers"):
+    for noisy in ("onnxruntime", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     try:

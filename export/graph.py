@@ -44,8 +44,8 @@ class SpladeGraph(nn.Module):
 
     Max pooling uses max_i log(1 + relu(x_i)) = log(1 + relu(max_i x_i)) (the activation is
     monotone) and max_i (h_i . w + b) = b + max_i (h_i . w): the only [batch, seq, vocab] work is
-    one MatMul and one ReduceMax. Padded positions are replaced by the first token's hidden
-    state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
+    the projection and a ReduceMax, chunk by chunk. Padded positions are replaced by the first
+    token's hidden state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
     """
 
     def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0):
@@ -57,17 +57,24 @@ class SpladeGraph(nn.Module):
         vocab = decoder.weight.shape[0]
         self.top_k = min(top_k, vocab)
         self.vocab_chunk = vocab_chunk if 0 < vocab_chunk < vocab else vocab
-        self.register_buffer("proj", decoder.weight.detach().t().contiguous())  # [hidden, vocab]
         bias = decoder.bias if decoder.bias is not None else torch.zeros(vocab)
         self.register_buffer("bias", bias.detach().clone())
+        # One buffer per chunk, so each is its own initializer (a traced Split is not constant-folded,
+        # and the quantizer only quantizes MatMuls whose weight is an initializer).
+        proj = decoder.weight.detach().t()  # [hidden, vocab]
+        starts = range(0, vocab, self.vocab_chunk)
+        self.chunks = len(starts)
+        for i, start in enumerate(starts):
+            self.register_buffer(f"proj_{i}", proj[:, start: start + self.vocab_chunk].contiguous())
+            self.register_buffer(f"bias_{i}", self.bias[start: start + self.vocab_chunk].clone())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, S, H]
         mask = attention_mask.unsqueeze(-1).to(torch.bool)
         # The vocabulary is projected in chunks: each [batch, seq, chunk] block is reduced to
         # [batch, chunk] and freed before the next, so the [batch, seq, vocab] tensor never exists.
-        projs = torch.split(self.proj, self.vocab_chunk, dim=1)
-        biases = torch.split(self.bias, self.vocab_chunk, dim=0)
+        projs = [getattr(self, f"proj_{i}") for i in range(self.chunks)]
+        biases = [getattr(self, f"bias_{i}") for i in range(self.chunks)]
         if self.pooling == "max":
             hidden = torch.where(mask, hidden, hidden[:, :1, :])
             pooled = torch.cat([torch.matmul(hidden, p).amax(dim=1) for p in projs], dim=-1) + self.bias

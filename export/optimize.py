@@ -106,13 +106,19 @@ def to_int8(src: Path, dst: Path, *, quantize_head: bool = True) -> None:
     """
     model = onnx.load(str(src))
     exclude = [] if quantize_head else [n.name for n in head_matmuls(model)]
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=exclude,
-        # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns about pre-processing on the root logger
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            nodes_to_exclude=exclude,
+            # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)

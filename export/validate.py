@@ -83,12 +83,17 @@ class Fidelity:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def keep_top(weights: np.ndarray, top_k: int) -> np.ndarray:
+    """A copy with all but each row's top_k weights zeroed (top_k=0 keeps everything)."""
+    out = weights.copy()
+    if top_k and top_k < out.shape[1]:
+        np.put_along_axis(out, np.argsort(-out, axis=1)[:, top_k:], 0.0, axis=1)
+    return out
+
+
 def compare(reference: np.ndarray, got: np.ndarray, *, top_k: int, k: int = 32) -> Fidelity:
-    """Max |diff| (reference cut to the graph's top_k), min top-k overlap, min cosine."""
-    ref = reference.copy()
-    if top_k:
-        cut = np.argsort(-ref, axis=1)[:, top_k:]
-        np.put_along_axis(ref, cut, 0.0, axis=1)
+    """Max |diff| (both cut to their own top_k, as the graph returns), min top-k overlap, min cosine."""
+    ref, got = keep_top(reference, top_k), keep_top(got, top_k)
     overlaps, cosines = [], []
     for r, g in zip(ref, got):
         top_r = set(np.argsort(-r)[:k][r[np.argsort(-r)[:k]] > 0])

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--output", type=Path, help="JSONL to append to; ids already there are skipped (resume)")
     enc.add_argument("--format", choices=["tokens", "indices"], default="tokens",
                      help='output rows: {"id", "vector": {token: weight}} or {"id", "indices", "values"}')
+    ray = enc.add_argument_group("Ray Data (the `ray` extra): --input/--output are Parquet or JSONL files or folders")
+    ray.add_argument("--ray", action="store_true", help="encode on a Ray cluster (local if none is running)")
+    ray.add_argument("--num-actors", type=int, default=1, help="actors, each holding one model. Default: %(default)s")
+    ray.add_argument("--num-gpus-per-actor", type=float, default=0, help="Default: %(default)s")
 
     info = sub.add_parser("info", help="show the manifest, the providers available and the one that would run")
     _add_model(info)
@@ -52,6 +56,16 @@ def _encode(args) -> int:
         raise SystemExit("error: --input and --output go together")
     if not args.input and not args.texts:
         raise SystemExit("error: give TEXT arguments or --input/--output")
+    if args.ray:
+        from runtime.ray import encode_files
+
+        if not args.input:
+            raise SystemExit("error: --ray needs --input and --output")
+        n = encode_files(args.model, args.input, args.output, num_actors=args.num_actors, batch_size=args.batch_size,
+                         num_gpus_per_actor=args.num_gpus_per_actor, provider=args.provider, top_k=args.top_k,
+                         truncate=not args.no_truncate)
+        print(f"encoded {n} texts into {args.output}", file=sys.stderr)
+        return 0
     encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
     if args.input:
         n = encode_corpus(encoder, args.input, args.output, fmt=args.format, batch_size=args.batch_size,

@@ -104,3 +104,20 @@ def test_runtime_installs_and_runs_without_torch(fp32_dir, tmp_path, reference):
     assert out.returncode == 0, out.stderr
     assert_matches(SparseVector.from_dict(json.loads(out.stdout)), reference.encode("what is splade"))
     assert np.isfinite(json.loads(out.stdout)["values"]).all()
+
+
+def test_benchmark_runs_and_writes_results(tmp_path):
+    """Timings are never asserted: only that the comparison runs and its files are well-formed."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--quick", "--repeats", "1", "--query-repeats", "3",
+                           "--corpus-size", "6", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "compare-cpu-quick.json").read_text())
+    assert {"cpu", "versions"} <= set(result["machine"]) and result["command"].startswith("python -m benchmarks.compare")
+    rows = result["models"][0]["rows"]
+    assert [r["engine"] for r in rows] == ["pytorch-fp32", "optimum-fill-mask", "ours-fp32", "ours-int8"]
+    assert rows[0]["ratio"]["docs_32x128"] == 1.0
+    for r in rows:
+        assert r["docs_32x128_texts_per_s"] > 0 and r["query_ms"]["p50"] > 0 and 0 <= r["top32_overlap"] <= 1
+    assert rows[2]["max_abs_diff"] < 1e-4 and rows[2]["top32_overlap"] == 1.0
+    assert "| splade-tiny | ours-fp32 |" in (tmp_path / "compare-cpu-quick.md").read_text()
+    assert (tmp_path / "compare-cpu-quick.png").read_bytes()[:4] == b"\x89PNG"

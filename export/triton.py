@@ -1,0 +1,158 @@
+"""`python -m export.triton`: a Triton Inference Server model repository for an exported folder.
+
+Three models: `<name>_onnx` (ONNX Runtime backend, dynamic batching, optional TensorRT
+accelerator), `<name>_tokenizer` (Python backend, text -> ids) and `<name>` (an ensemble taking raw
+strings and returning the graph's outputs), so a client sends text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import ModelFolderError
+from runtime.manifest import load_manifest
+
+TOKENIZER_SOURCE = Path(__file__).with_name("triton_tokenizer.py")
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """Serving choices for the repository (the graph's own contract comes from the manifest)."""
+
+    name: str = "splade"
+    max_batch_size: int = 32
+    preferred_batch_sizes: tuple[int, ...] = (8, 16, 32)
+    max_queue_delay_us: int = 500
+    instances: int = 1
+    gpu: bool = False
+    tensorrt: bool = False
+    trt_cache_path: str = "/tmp/splade-trt-cache"
+    pad_multiple: int = 16
+    tokenizer_instances: int = 2
+
+    def __post_init__(self):
+        if self.tensorrt and not self.gpu:
+            raise ValueError("--tensorrt needs --gpu (TensorRT is a GPU accelerator)")
+        if any(b > self.max_batch_size or b < 1 for b in self.preferred_batch_sizes):
+            raise ValueError("preferred batch sizes must be between 1 and max_batch_size")
+
+
+def _io(name: str, dtype: str, dims: list[int]) -> str:
+    return f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims))} ] }}'
+
+
+def _outputs(manifest) -> list[str]:
+    if manifest.top_k == 0:
+        return [_io("weights", "TYPE_FP32", [manifest.vocab_size])]
+    return [_io("values", "TYPE_FP32", [manifest.top_k]), _io("indices", "TYPE_INT64", [manifest.top_k])]
+
+
+def onnx_config(manifest, cfg: TritonConfig) -> str:
+    kind = "KIND_GPU" if cfg.gpu else "KIND_CPU"
+    inputs = [_io(n, "TYPE_INT64", [-1]) for n in manifest.inputs]
+    text = [
+        f'name: "{cfg.name}_onnx"',
+        'backend: "onnxruntime"',
+        f"max_batch_size: {cfg.max_batch_size}",
+        "input [\n" + ",\n".join(inputs) + "\n]",
+        "output [\n" + ",\n".join(_outputs(manifest)) + "\n]",
+        "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {', '.join(map(str, cfg.preferred_batch_sizes))} ]\n"
+        f"  max_queue_delay_microseconds: {cfg.max_queue_delay_us}\n}}",
+        f"instance_group [ {{ count: {cfg.instances} kind: {kind} }} ]",
+    ]
+    if cfg.tensorrt:
+        params = {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30),
+                  "trt_engine_cache_enable": "1", "trt_engine_cache_path": cfg.trt_cache_path}
+        body = "\n".join(f'        parameters {{ key: "{k}" value: "{v}" }}' for k, v in params.items())
+        text.append("optimization { execution_accelerators {\n"
+                    f'  gpu_execution_accelerator : [ {{\n        name : "tensorrt"\n{body}\n  }} ]\n}} }}')
+    return "\n".join(text) + "\n"
+
+
+def tokenizer_config(manifest, cfg: TritonConfig) -> str:
+    outputs = [_io(n, "TYPE_INT64", [-1]) for n in manifest.inputs]
+    return "\n".join([
+        f'name: "{cfg.name}_tokenizer"',
+        'backend: "python"',
+        f"max_batch_size: {cfg.max_batch_size}",
+        "input [\n" + _io("TEXT", "TYPE_STRING", [1]) + "\n]",
+        "output [\n" + ",\n".join(outputs) + "\n]",
+        f"instance_group [ {{ count: {cfg.tokenizer_instances} kind: KIND_CPU }} ]",
+    ]) + "\n"
+
+
+def ensemble_config(manifest, cfg: TritonConfig) -> str:
+    def maps(kind: str, names) -> str:
+        return " ".join(f'{kind} {{ key: "{n}" value: "{n}" }}' for n in names)
+
+    tok_step = (f'    {{ model_name: "{cfg.name}_tokenizer" model_version: -1 {maps("input_map", ["TEXT"])} '
+                f'{maps("output_map", manifest.inputs)} }}')
+    onnx_step = (f'    {{ model_name: "{cfg.name}_onnx" model_version: -1 {maps("input_map", manifest.inputs)} '
+                 f'{maps("output_map", manifest.outputs)} }}')
+    return "\n".join([
+        f'name: "{cfg.name}"',
+        'platform: "ensemble"',
+        f"max_batch_size: {cfg.max_batch_size}",
+        "input [\n" + _io("TEXT", "TYPE_STRING", [1]) + "\n]",
+        "output [\n" + ",\n".join(_outputs(manifest)) + "\n]",
+        "ensemble_scheduling {\n  step [\n" + tok_step + ",\n" + onnx_step + "\n  ]\n}",
+    ]) + "\n"
+
+
+def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig = TritonConfig()) -> Path:
+    """Write the three-model repository for `model_dir` (a folder from `python -m export`)."""
+    model_dir, repo = Path(model_dir), Path(repo)
+    manifest = load_manifest(model_dir)
+    if manifest.precision == "fp16" and not cfg.gpu:
+        raise ModelFolderError(f"{model_dir}: an fp16 model is for GPU instances; pass --gpu or export fp32/int8")
+    onnx_dir, tok_dir, ens_dir = (repo / f"{cfg.name}_onnx", repo / f"{cfg.name}_tokenizer", repo / cfg.name)
+    for folder in (onnx_dir, tok_dir, ens_dir):
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_dir / manifest.model_file, onnx_dir / "1" / "model.onnx")
+    (onnx_dir / "config.pbtxt").write_text(onnx_config(manifest, cfg))
+    shutil.copyfile(model_dir / manifest.tokenizer_file, tok_dir / "1" / "tokenizer.json")
+    shutil.copyfile(TOKENIZER_SOURCE, tok_dir / "1" / "model.py")
+    settings = {"max_length": manifest.max_length, "pad_token_id": manifest.pad_token_id, "pad_multiple": cfg.pad_multiple}
+    (tok_dir / "1" / "tokenizer_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    (tok_dir / "config.pbtxt").write_text(tokenizer_config(manifest, cfg))
+    (ens_dir / "config.pbtxt").write_text(ensemble_config(manifest, cfg))
+    shutil.copyfile(model_dir / "splade.json", repo / "splade.json")
+    return repo
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.triton", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", required=True, type=Path, help="folder written by `python -m export`")
+    p.add_argument("--output", required=True, type=Path, help="model repository to write")
+    p.add_argument("--name", default="splade", help="ensemble name (models: NAME, NAME_onnx, NAME_tokenizer)")
+    p.add_argument("--max-batch-size", type=int, default=32, help="Default: %(default)s")
+    p.add_argument("--preferred-batch-sizes", type=int, nargs="+", default=[8, 16, 32], help="Default: %(default)s")
+    p.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay. Default: %(default)s")
+    p.add_argument("--instances", type=int, default=1, help="ONNX model instances. Default: %(default)s")
+    p.add_argument("--gpu", action="store_true", help="KIND_GPU instances (default KIND_CPU)")
+    p.add_argument("--tensorrt", action="store_true", help="TensorRT accelerator, fp16, engine cache (needs --gpu)")
+    p.add_argument("--trt-cache-path", default="/tmp/splade-trt-cache", help="engine cache in the container")
+    p.add_argument("--pad-multiple", type=int, default=16,
+                   help="tokenizer pads each request to a multiple of this, so similar lengths batch together")
+    args = p.parse_args(argv)
+    try:
+        cfg = TritonConfig(name=args.name, max_batch_size=args.max_batch_size,
+                           preferred_batch_sizes=tuple(args.preferred_batch_sizes),
+                           max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, gpu=args.gpu,
+                           tensorrt=args.tensorrt, trt_cache_path=args.trt_cache_path, pad_multiple=args.pad_multiple)
+        repo = write_repository(args.model_dir, args.output, cfg)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote Triton model repository {repo} (ensemble {cfg.name!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
