@@ -119,6 +119,9 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
     rows = []
     reference: dict[str, np.ndarray] = {}
     for engine in engines:
+        if args.time_limit and time.monotonic() - args.started > args.time_limit:
+            logging.warning("time limit reached: %s on %s and later rows skipped", engine.name, label)
+            break
         row = {"engine": engine.name, "model": label}
         ids, mask = workloads["query"]
         lat = np.array(timed(lambda e=engine, i=ids, m=mask: e.run(i, m), repeats=args.query_repeats, warmup=5)) * 1000
@@ -242,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder. Default: %(default)s")
     p.add_argument("--work", type=Path, default=None, help="folder for exported models (default: a temp folder)")
     p.add_argument("--name", default=None, help="result file stem (default: compare-<device>[-quick])")
+    p.add_argument("--time-limit", type=float, default=0,
+                   help="seconds; engines not started by then are skipped and the results so far written (0: none)")
     args = p.parse_args(argv)
+    args.started = time.monotonic()
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     for noisy in ("onnxruntime", "transformers", "optimum", "export", "runtime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
