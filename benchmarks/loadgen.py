@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks import corpus
 from benchmarks.compare import machine
-from runtime import SpladeEncoder
+from runtime import SparseVector, SpladeEncoder
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -89,6 +89,15 @@ def run(model: Path, texts: list[str], *, clients: int, batching: bool, time_lim
     }
 
 
+def agrees(answer: list[dict], vec, vocab: int, exact: bool) -> bool:
+    """fp32/fp16: every weight within 1e-4 of the in-process vector; int8: top-32 overlap >= 0.9."""
+    got = SparseVector.from_dict({"indices": [x["index"] for x in answer], "values": [x["value"] for x in answer]})
+    if exact:
+        return bool(np.abs(got.to_dense(vocab) - vec.to_dense(vocab)).max() <= 1e-4)
+    top = set(vec.indices[:32].tolist())
+    return len(top & set(got.indices[:32].tolist())) >= 0.9 * len(top)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, help="exported model folder")
@@ -96,33 +105,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1000, help="requests per run. Default: %(default)s")
     p.add_argument("--time-limit", type=float, default=120, help="seconds per run at most. Default: %(default)s")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="loadgen", help="result file stem. Default: %(default)s")
     args = p.parse_args(argv)
     texts = workload(args.requests)
-    expected = [v.indices.tolist() for v in SpladeEncoder(args.model, provider="cpu").encode(texts)]
+    encoder = SpladeEncoder(args.model, provider="cpu")
+    expected = encoder.encode(texts)
+    vocab = encoder.manifest.vocab_size
+    exact = encoder.manifest.precision != "int8"  # dynamic int8 scales depend on the batch's contents
     runs = []
     for batching in (True, False):
         r = run(args.model, texts, clients=args.clients, batching=batching, time_limit=args.time_limit)
         answers = r.pop("_answers")
         sent = [i for i, a in enumerate(answers) if a is not None]
-        r["exactly_one_correct_answer"] = all(
-            isinstance(answers[i], list) and len(answers[i]) == 1 and [x["index"] for x in answers[i][0]] == expected[i]
-            for i in sent)
+        r["exactly_one_answer"] = all(isinstance(answers[i], list) and len(answers[i]) == 1 for i in sent)
+        r["matches_in_process"] = sum(
+            agrees(answers[i][0], expected[i], vocab, exact) for i in sent if isinstance(answers[i], list)) / max(len(sent), 1)
         runs.append(r)
         print(json.dumps(r), file=sys.stderr)
     result = {"machine": machine(), "model": str(args.model), "command": "python -m benchmarks.loadgen "
               + " ".join(argv if argv is not None else sys.argv[1:]), "date": time.strftime("%Y-%m-%d"), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "loadgen.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores); model {args.model}",
              f"Command: `{result['command']}`", "",
-             "| dynamic batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | requests per batch | all correct |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| dynamic batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | requests per batch "
+             "| one answer each | agrees with in-process |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         hist = ", ".join(f"≤{k}: {int(v)}" for k, v in r["batch_requests_histogram"].items() if v)
         lines.append(f"| {'on' if r['dynamic_batching'] else 'off'} | {r['clients']} | {r['answered_200']}/{r['requests_sent']} "
                      f"| {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {hist} "
-                     f"| {r['exactly_one_correct_answer']} |")
-    (args.out / "loadgen.md").write_text("\n".join(lines) + "\n")
+                     f"| {r['exactly_one_answer']} | {r['matches_in_process']:.1%} |")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

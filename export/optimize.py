@@ -6,7 +6,9 @@ then the fused graph is converted to fp16 or dynamically quantized to int8.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -18,6 +20,18 @@ from onnxruntime.transformers.optimizer import optimize_model
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """ORT's optimizer and quantizer log progress and advice through the root logger: hush them."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def fuse_transformer(src: Path, dst: Path, *, num_heads: int, hidden_size: int, attention: bool = True) -> dict[str, int]:
     """Apply ORT's BERT fusions (attention, skip/embed layer norm, bias-gelu); return what fused.
 
@@ -26,17 +40,17 @@ def fuse_transformer(src: Path, dst: Path, *, num_heads: int, hidden_size: int, 
     """
     options = FusionOptions("bert")
     options.enable_attention = attention
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
-    model = optimize_model(
-        str(src),
-        model_type="bert",
-        num_heads=num_heads,
-        hidden_size=hidden_size,
-        optimization_options=options,
-        opt_level=0,
-    )
-    stats = {op: int(n) for op, n in model.get_fused_operator_statistics().items() if n}
-    model.save_model_to_file(str(dst))
+    with quiet_root_logger():
+        model = optimize_model(
+            str(src),
+            model_type="bert",
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            optimization_options=options,
+            opt_level=0,
+        )
+        stats = {op: int(n) for op, n in model.get_fused_operator_statistics().items() if n}
+        model.save_model_to_file(str(dst))
     return stats
 
 
@@ -90,12 +104,13 @@ def pooling_tail(model: onnx.ModelProto) -> list[str]:
 def to_fp16(src: Path, dst: Path) -> None:
     """Half-precision weights and compute, fp32 inputs/outputs and pooling tail."""
     model = OnnxModel(onnx.load(str(src)))
-    model.convert_float_to_float16(
-        keep_io_types=True,
-        node_block_list=pooling_tail(model.model),
-        op_block_list=["LayerNormalization", "SimplifiedLayerNormalization"],
-    )
-    model.save_model_to_file(str(dst))
+    with quiet_root_logger():
+        model.convert_float_to_float16(
+            keep_io_types=True,
+            node_block_list=pooling_tail(model.model),
+            op_block_list=["LayerNormalization", "SimplifiedLayerNormalization"],
+        )
+        model.save_model_to_file(str(dst))
 
 
 def to_int8(src: Path, dst: Path, *, quantize_head: bool = True) -> None:
@@ -106,10 +121,7 @@ def to_int8(src: Path, dst: Path, *, quantize_head: bool = True) -> None:
     """
     model = onnx.load(str(src))
     exclude = [] if quantize_head else [n.name for n in head_matmuls(model)]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic warns about pre-processing on the root logger
-    try:
+    with quiet_root_logger():
         quantize_dynamic(
             str(src),
             str(dst),
@@ -120,5 +132,3 @@ def to_int8(src: Path, dst: Path, *, quantize_head: bool = True) -> None:
             # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    finally:
-        root.setLevel(level)

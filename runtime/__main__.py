@@ -16,6 +16,7 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
                    help="execution provider; auto tries TensorRT, CUDA, then CPU. Default: %(default)s")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log which provider runs and why others did not")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +101,8 @@ def _info(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    verbose = getattr(args, "verbose", False) or args.command == "serve"
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", force=True)
     try:
         if args.command == "encode":
             return _encode(args)

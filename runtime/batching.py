@@ -21,12 +21,18 @@ class Batch:
         return int(self.input_ids.size)
 
 
-def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sort: bool = True) -> list[np.ndarray]:
+MAX_PADDING = 1.25  # a sequence joins a batch only if the batch's longest is at most this × its length
+
+
+def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sort: bool = True,
+         max_padding: float = MAX_PADDING) -> list[np.ndarray]:
     """Group sequence positions into batches.
 
     Sorted (longest first) so each batch pads only to its own longest member; a batch closes when
-    it holds `max_batch_size` sequences or when one more would make batch × longest exceed
-    `max_batch_tokens` (a single sequence longer than the budget still gets a batch of its own).
+    it holds `max_batch_size` sequences, when one more would make batch × longest exceed
+    `max_batch_tokens` (a single sequence longer than the budget still gets a batch of its own),
+    or, when sorted, when the next sequence is so short that padding it to the batch's longest
+    would cost more than `max_padding` times its own work (queries never ride with documents).
     """
     if max_batch_size < 1 or max_batch_tokens < 1:
         raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
@@ -36,8 +42,11 @@ def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sor
     while start < len(order):
         end, longest = start, 0
         while end < len(order) and end - start < max_batch_size:
-            candidate = max(longest, int(lengths[order[end]]))
+            length = int(lengths[order[end]])
+            candidate = max(longest, length)
             if end > start and candidate * (end - start + 1) > max_batch_tokens:
+                break
+            if sort and end > start and longest > max_padding * length:
                 break
             longest, end = candidate, end + 1
         batches.append(order[start:end])

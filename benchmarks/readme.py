@@ -1,0 +1,33 @@
+"""`python -m benchmarks.readme`: copy the committed result tables into README.md (between markers)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = {"compare-cpu": ["compare-cpu.md"], "loadgen": ["loadgen-bert-base-int8.md", "loadgen-splade-tiny-fp32.md"]}
+
+
+def table(name: str) -> str:
+    """The result file's table rows (its header lines name machine, versions and command)."""
+    text = (ROOT / "benchmarks" / "results" / name).read_text()
+    head = [line for line in text.splitlines() if line and not line.startswith("|")]
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    return "\n".join([f"_{name}: " + "; ".join(head) + "_", "", *rows])
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for marker, files in SECTIONS.items():
+        body = "\n\n".join(table(f) for f in files if (ROOT / "benchmarks" / "results" / f).exists())
+        pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.S)
+        text = pattern.sub(lambda m, b=body: m.group(1) + b + "\n" + m.group(2), text)
+    readme.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
