@@ -96,6 +96,9 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
     if args.device == "cuda":
         engines.append(TorchEngine(src_dir, tokenizer, dtype="fp16", device="cuda"))
     else:
+        if cpu_has_bf16():  # without native bf16 (AVX2 here) PyTorch emulates it: slower, not a real option
+            engines.append(TorchEngine(src_dir, tokenizer, dtype="bf16"))
+            folders[engines[-1].name] = src_dir
         folders["optimum-fill-mask"] = work / f"{label}-optimum"
         engines.append(OptimumEngine(src_dir, tokenizer, threads=threads, save_to=folders["optimum-fill-mask"]))
     precisions = ["fp16"] if args.device == "cuda" else ["fp32", "int8"]
@@ -161,6 +164,24 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
     return {"model": label, "corpus_size": len(texts), "rows": rows}
 
 
+def cpu_simd() -> str:
+    """The vector and matrix extensions that decide CPU kernel speed (AVX2, AVX-512, VNNI, AMX)."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    keep = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+    return " ".join(f for f in line.split(":", 1)[1].split() if f in keep)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def machine() -> dict:
     cpu = "unknown"
     try:
@@ -168,7 +189,8 @@ def machine() -> dict:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "simd": cpu_simd()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     versions = {}
@@ -182,7 +204,7 @@ def machine() -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores"
+    lines = [f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores, {result['machine'].get('simd', '')}"
              + (f", {result['machine']['gpu']}" if "gpu" in result["machine"] else "") + f"), threads {result['threads']}",
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['machine']['versions'].items())}",
              f"Command: `{result['command']}`", ""]
@@ -235,8 +257,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="splade-tiny only, few repeats (under two minutes)")
-    p.add_argument("--models", nargs="+", choices=["splade-tiny", "bert-base"], default=None,
-                   help="default: both (splade-tiny only with --quick)")
+    p.add_argument("--models", nargs="+", choices=["splade-tiny", "bert-base", "hub"], default=None,
+                   help="default: splade-tiny, bert-base and, when the hub is reachable, the reference model "
+                   "(splade-tiny only with --quick)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every engine")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per document workload")
@@ -252,12 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     for noisy in ("onnxruntime", "transformers", "optimum", "export", "runtime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    models = args.models or (["splade-tiny"] if args.quick else ["splade-tiny", "bert-base"])
+    models = args.models or (["splade-tiny"] if args.quick else ["splade-tiny", "bert-base", "hub"])
     args.repeats = args.repeats or (2 if args.quick else 3)
     args.query_repeats = args.query_repeats or (20 if args.quick else 50)
     args.corpus_size = args.corpus_size or (48 if args.quick else 300)
 
-    from export.sources import resolve_model
+    from export.sources import DEFAULT_MODEL, ModelSourceError, resolve_model
 
     tiny = resolve_model("splade-tiny").path
     result = {"machine": machine(), "threads": args.threads, "device": args.device,
@@ -267,7 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for label in models:
-            src = tiny if label == "splade-tiny" else bert_base_folder(tiny, work / "bert-base-src")
+            if label == "hub":
+                try:
+                    src, label = resolve_model(DEFAULT_MODEL).path, DEFAULT_MODEL.split("/")[-1]
+                except ModelSourceError as exc:
+                    logging.warning("reference model skipped: %s", exc)
+                    continue
+            else:
+                src = tiny if label == "splade-tiny" else bert_base_folder(tiny, work / "bert-base-src")
             result["models"].append(run_model(label, src, work, args))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or f"compare-{args.device}" + ("-quick" if args.quick else "")

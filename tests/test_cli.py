@@ -86,7 +86,8 @@ def test_corpus_bad_line(fp32_dir, tmp_path):
 
 @pytest.mark.skipif(os.environ.get("SKIP_CLEAN_ENV") == "1", reason="SKIP_CLEAN_ENV=1")
 def test_runtime_installs_and_runs_without_torch(fp32_dir, tmp_path, reference):
-    """A fresh venv with the base install + `cpu` extra: no torch/transformers/optimum, and it encodes."""
+    """A fresh venv with the base install + `cpu` extra: no torch/transformers/optimum (nor the optional
+    server, Triton or Ray packages), and it encodes."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
@@ -94,7 +95,7 @@ def test_runtime_installs_and_runs_without_torch(fp32_dir, tmp_path, reference):
     assert done.returncode == 0, done.stderr[-2000:]
     script = (
         "import importlib.util, json, sys\n"
-        "for name in ('torch', 'transformers', 'optimum'):\n"
+        "for name in ('torch', 'transformers', 'optimum', 'ray', 'tritonclient', 'fastapi'):\n"
         "    assert importlib.util.find_spec(name) is None, name + ' is installed'\n"
         "from runtime import SpladeEncoder\n"
         f"vec = SpladeEncoder({str(fp32_dir)!r}, provider='cpu').encode(['what is splade'])[0]\n"

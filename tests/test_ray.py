@@ -54,3 +54,22 @@ def test_ray_cli_jsonl(fp32_dir, tmp_path):
     expected = SpladeEncoder(fp32_dir, provider="cpu").encode(texts)
     for row in rows:
         assert row["indices"] == expected[row["id"]].indices.tolist()
+
+
+def test_encode_files_parquet(local_ray, fp32_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from runtime.ray import encode_files
+
+    texts = corpus_texts(50)
+    src = tmp_path / "in"
+    src.mkdir()
+    pq.write_table(pa.table({"id": list(range(50)), "text": texts}), src / "part-0.parquet")
+    assert encode_files(fp32_dir, src, tmp_path / "out", num_actors=1, batch_size=16, provider="cpu") == 50
+    table = pq.read_table(tmp_path / "out")
+    assert table.schema.field("indices").type == pa.list_(pa.int32())
+    assert table.schema.field("values").type == pa.list_(pa.float32())
+    expected = SpladeEncoder(fp32_dir, provider="cpu").encode(texts)
+    for row in table.to_pylist():
+        assert row["indices"] == expected[row["id"]].indices.tolist()
