@@ -25,7 +25,7 @@ def rss_mib(field: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n\n")[0])
-    p.add_argument("--engine", required=True, choices=["pytorch-fp32", "optimum-fill-mask", "ours"])
+    p.add_argument("--engine", required=True, choices=["pytorch-fp32", "pytorch-bf16", "optimum-fill-mask", "ours"])
     p.add_argument("--model", required=True, type=Path, help="HF folder (baselines) or exported folder (ours)")
     p.add_argument("--batch", required=True, type=Path, help=".npy file of input ids [batch, length]")
     p.add_argument("--threads", type=int, default=2)
@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        engine = (TorchEngine(args.model, tokenizer) if args.engine == "pytorch-fp32"
-                  else OptimumEngine(args.model, tokenizer, threads=args.threads))
+        if args.engine.startswith("pytorch-"):
+            engine = TorchEngine(args.model, tokenizer, dtype=args.engine.split("-")[1])
+        else:
+            engine = OptimumEngine(args.model, tokenizer, threads=args.threads)
     loaded = rss_mib("VmRSS")
     engine.run(ids, mask)
     engine.run(ids, mask)
