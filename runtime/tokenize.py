@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from runtime.batching import lengths_of
 from runtime.errors import InputTooLongError
 
 
@@ -37,7 +38,7 @@ class Tokenized:
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
+        return lengths_of(self.sequences)
 
 
 class TextTokenizer:

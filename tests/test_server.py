@@ -6,9 +6,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,42 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.serverproc import Server
 from runtime import SpladeEncoder
 from tests.conftest import assert_matches
 
 REPO = Path(__file__).resolve().parents[1]
 LONG = "Sparse retrieval with learned term weights. " * 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, model: Path, *flags: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "serve", "--model", str(model), "--port", str(self.port), *flags],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stdout.read())
-            time.sleep(0.1)
-        raise RuntimeError("server did not become healthy")
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return out
 
 
 @pytest.fixture(scope="module")
