@@ -101,10 +101,7 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
             folders[engines[-1].name] = src_dir
         folders["optimum-fill-mask"] = work / f"{label}-optimum"
         engines.append(OptimumEngine(src_dir, tokenizer, threads=threads, save_to=folders["optimum-fill-mask"]))
-    precisions = ["fp16"] if args.device == "cuda" else ["fp32", "int8"]
-    if args.device == "cuda":
-        precisions.insert(0, "fp32")
-    for precision in precisions:
+    for precision in ("fp32", "fp16") if args.device == "cuda" else ("fp32", "int8"):
         try:
             folder = export_ours(str(src_dir), work / f"{label}-{precision}", precision)
             engines.append(OursEngine(folder, provider=ort_provider, threads=threads))

@@ -63,10 +63,11 @@ class OptimumEngine:
         if save_to is not None and not exported:
             self.model.save_pretrained(save_to)
             tokenizer.save_pretrained(save_to)
+        self.needs_token_types = "token_type_ids" in {i.name for i in self.model.model.get_inputs()}
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in {i.name for i in self.model.model.get_inputs()}:
+        if self.needs_token_types:
             feed["token_type_ids"] = np.zeros_like(ids)
         logits = self.model.model.run(["logits"], feed)[0]
         return splade_max(logits, mask)

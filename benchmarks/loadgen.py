@@ -24,6 +24,7 @@ import numpy as np
 from benchmarks import corpus
 from benchmarks.compare import machine
 from benchmarks.serverproc import Server
+from export.validate import top_terms
 from runtime import SparseVector, SpladeEncoder
 
 RESULTS = Path(__file__).parent / "results"
@@ -93,8 +94,8 @@ def agrees(answer: list[dict], vec, vocab: int, exact: bool) -> bool:
     got = SparseVector.from_dict({"indices": [x["index"] for x in answer], "values": [x["value"] for x in answer]})
     if exact:
         return bool(np.abs(got.to_dense(vocab) - vec.to_dense(vocab)).max() <= 1e-4)
-    top = set(vec.indices[:32].tolist())
-    return len(top & set(got.indices[:32].tolist())) >= 0.9 * len(top)
+    top = top_terms(vec.to_dense(vocab), 32)
+    return len(top & top_terms(got.to_dense(vocab), 32)) >= 0.9 * len(top)
 
 
 def main(argv: list[str] | None = None) -> int:
