@@ -31,20 +31,22 @@ from benchmarks.engines import OptimumEngine, OursEngine, TorchEngine, as_dense
 from export.validate import compare as fidelity
 
 RESULTS = Path(__file__).parent / "results"
+PEAK_KEY = {"cpu": "peak_rss_mib", "cuda": "peak_gpu_mib"}
 
 
 # ---------------------------------------------------------------- memory and timing helpers
 
-def peak_memory(engine_name: str, model: Path, ids: np.ndarray, work: Path, threads: int) -> dict:
-    """Peak RSS of the engine on this batch, measured in a fresh process (benchmarks.memory)."""
+def peak_memory(engine_name: str, model: Path, ids: np.ndarray, work: Path, threads: int, device: str) -> dict:
+    """Peak RSS (CPU) or GPU memory (CUDA) of the engine on this batch, in a fresh process (benchmarks.memory)."""
     batch = work / "memory-batch.npy"
     np.save(batch, ids)
     kind = "ours" if engine_name.startswith("ours") else engine_name
     done = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--engine", kind, "--model", str(model),
-                           "--batch", str(batch), "--threads", str(threads)], capture_output=True, text=True)
+                           "--batch", str(batch), "--threads", str(threads), "--device", device],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         logging.warning("memory of %s not measured: %s", engine_name, done.stderr[-500:])
-        return {"peak_rss_mib": float("nan"), "rss_after_load_mib": float("nan")}
+        return {PEAK_KEY[device]: float("nan")}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -73,6 +75,18 @@ def bert_base_folder(tokenizer_dir: Path, dest: Path) -> Path:
     return dest
 
 
+def source_folder(label: str, work: Path) -> Path:
+    """The Hugging Face folder behind a built-in model label ("splade-tiny" or "bert-base")."""
+    from export.sources import resolve_model
+
+    tiny = resolve_model("splade-tiny").path
+    return tiny if label == "splade-tiny" else bert_base_folder(tiny, work / "bert-base-src")
+
+
+def ours_precisions(device: str) -> tuple[str, ...]:
+    return ("fp32", "fp16") if device == "cuda" else ("fp32", "int8")
+
+
 def export_ours(src: str, dest: Path, precision: str) -> Path:
     from export import ExportConfig, export_model
 
@@ -95,13 +109,14 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
     folders = {engines[0].name: src_dir}
     if args.device == "cuda":
         engines.append(TorchEngine(src_dir, tokenizer, dtype="fp16", device="cuda"))
+        folders[engines[-1].name] = src_dir
     else:
         if cpu_has_bf16():  # without native bf16 (AVX2 here) PyTorch emulates it: slower, not a real option
             engines.append(TorchEngine(src_dir, tokenizer, dtype="bf16"))
             folders[engines[-1].name] = src_dir
         folders["optimum-fill-mask"] = work / f"{label}-optimum"
         engines.append(OptimumEngine(src_dir, tokenizer, threads=threads, save_to=folders["optimum-fill-mask"]))
-    for precision in ("fp32", "fp16") if args.device == "cuda" else ("fp32", "int8"):
+    for precision in ours_precisions(args.device):
         try:
             folder = export_ours(str(src_dir), work / f"{label}-{precision}", precision)
             engines.append(OursEngine(folder, provider=ort_provider, threads=threads))
@@ -130,8 +145,8 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
         for name in ("docs_32x128", "docs_32x256"):
             ids, mask = workloads[name]
             out = engine.run(ids, mask)  # warm-up, and the output for fidelity
-            if name == "docs_32x256" and args.device == "cpu":
-                row["memory_32x256"] = peak_memory(engine.name, folders[engine.name], ids, work, threads)
+            if name == "docs_32x256":
+                row["memory_32x256"] = peak_memory(engine.name, folders[engine.name], ids, work, threads, args.device)
             secs = timed(lambda e=engine, i=ids, m=mask: e.run(i, m), repeats=reps, warmup=0)
             row[f"{name}_texts_per_s"] = float(ids.shape[0] / np.median(secs))
             if name == "docs_32x128":
@@ -157,7 +172,8 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
             "corpus": row["corpus_texts_per_s"] / base["corpus_texts_per_s"],
         }
         if "memory_32x256" in row:
-            row["ratio"]["memory_32x256"] = row["memory_32x256"]["peak_rss_mib"] / base["memory_32x256"]["peak_rss_mib"]
+            key = PEAK_KEY[args.device]
+            row["ratio"]["memory_32x256"] = row["memory_32x256"][key] / base["memory_32x256"][key]
     return {"model": label, "corpus_size": len(texts), "rows": rows}
 
 
@@ -196,6 +212,13 @@ def machine() -> dict:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             pass
+    try:  # the package that answers `import onnxruntime` (onnxruntime-gpu shadows the CPU build when both exist)
+        import onnxruntime as ort
+
+        versions["onnxruntime (imported)"] = ort.__version__
+        info["onnxruntime_providers"] = ort.get_available_providers()
+    except ImportError:
+        pass
     info["versions"] = versions
     return info
 
@@ -205,8 +228,10 @@ def markdown(result: dict) -> str:
              + (f", {result['machine']['gpu']}" if "gpu" in result["machine"] else "") + f"), threads {result['threads']}",
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['machine']['versions'].items())}",
              f"Command: `{result['command']}`", ""]
+    key = PEAK_KEY[result["device"]]
+    memory = "peak GPU MiB" if result["device"] == "cuda" else "peak RSS MiB"
     lines.append("| model | engine | query p50 ms (×) | p95 / p99 ms | 32×128 texts/s (×) | 32×256 texts/s (×) "
-                 "| corpus texts/s (×) | peak RSS MiB 32×256 (×) | max abs diff | top-32 overlap |")
+                 f"| corpus texts/s (×) | {memory} 32×256 (×) | max abs diff | top-32 overlap |")
     lines.append("|" + "---|" * 10)
     for block in result["models"]:
         for r in block["rows"]:
@@ -217,7 +242,7 @@ def markdown(result: dict) -> str:
                 f"| {r['docs_32x128_texts_per_s']:.1f} ({x['docs_32x128']:.2f}×) "
                 f"| {r['docs_32x256_texts_per_s']:.1f} ({x['docs_32x256']:.2f}×) "
                 f"| {r['corpus_texts_per_s']:.1f} ({x['corpus']:.2f}×) "
-                + (f"| {r['memory_32x256']['peak_rss_mib']:.0f} ({x['memory_32x256']:.2f}×) " if "memory_32x256" in r else "| – ")
+                + (f"| {r['memory_32x256'][key]:.0f} ({x['memory_32x256']:.2f}×) " if "memory_32x256" in r else "| – ")
                 + f"| {r['max_abs_diff']:.1e} | {r['top32_overlap']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -279,7 +304,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from export.sources import DEFAULT_MODEL, ModelSourceError, resolve_model
 
-    tiny = resolve_model("splade-tiny").path
     result = {"machine": machine(), "threads": args.threads, "device": args.device,
               "command": "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d"), "models": []}
@@ -294,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                     logging.warning("reference model skipped: %s", exc)
                     continue
             else:
-                src = tiny if label == "splade-tiny" else bert_base_folder(tiny, work / "bert-base-src")
+                src = source_folder(label, work)
             result["models"].append(run_model(label, src, work, args))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or f"compare-{args.device}" + ("-quick" if args.quick else "")

@@ -1,32 +1,84 @@
 """GPU benchmark in one command: `python -m benchmarks.gpu --out DIR [--time-limit S]`.
 
 Runs benchmarks.compare on CUDA: PyTorch eager fp32 and fp16 always; our engine (fp32 and fp16
-graphs) on the CUDA provider where onnxruntime-gpu is installed (import torch first so its CUDA
-libraries are loaded). Writes compare-gpu.json/.md/.png to DIR, naming the card.
+graphs) on the CUDA provider where onnxruntime-gpu is installed (torch is imported first so that
+its CUDA libraries are loaded). Before timing, it records which provider `auto` picks and why the
+others were skipped (TensorRT's libraries are usually absent). Writes compare-gpu.json/.md/.png and
+providers.json to DIR, naming the card.
+
+`--prepare-only --work DIR` builds and exports the models (CPU work) without timing anything, so a
+machine can do it while other files are still on their way.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch  # noqa: F401  (before onnxruntime: its CUDA libraries then resolve)
 
+from benchmarks.compare import export_ours, ours_precisions, source_folder
+
+
+def prepare(models: list[str], work: Path) -> dict[str, Path]:
+    """Exported folders for every model and GPU precision, reused when already in `work`."""
+    folders = {}
+    for label in models:
+        src = source_folder(label, work)
+        for precision in ours_precisions("cuda"):
+            folders[f"{label}-{precision}"] = export_ours(str(src), work / f"{label}-{precision}", precision)
+    return folders
+
+
+def provider_report(folder: Path) -> dict:
+    """What `auto` picks on this machine, why the rest were skipped, and how a forced TensorRT fails."""
+    import onnxruntime as ort
+
+    from runtime import ProviderError, SpladeEncoder
+
+    report: dict = {"onnxruntime": ort.__version__, "available": ort.get_available_providers()}
+    auto = SpladeEncoder(folder, provider="auto")
+    report["auto"] = {"provider": auto.provider, "skipped": auto.backend.skipped}
+    for forced in ("tensorrt", "cuda"):
+        try:
+            report[forced] = {"provider": SpladeEncoder(folder, provider=forced).provider}
+        except ProviderError as exc:
+            report[forced] = {"error": str(exc)[:600]}
+    return report
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="folder for the results")
+    p.add_argument("--out", type=Path, help="folder for the results (required unless --prepare-only)")
+    p.add_argument("--work", type=Path, default=None, help="folder for exported models (default: a temp folder)")
     p.add_argument("--time-limit", type=float, default=420, help="seconds for the whole run. Default: %(default)s")
-    p.add_argument("--models", nargs="+", default=["splade-tiny", "bert-base"])
+    p.add_argument("--models", nargs="+", choices=["splade-tiny", "bert-base"], default=["splade-tiny", "bert-base"])
+    p.add_argument("--prepare-only", action="store_true", help="export the models into --work and stop")
     args = p.parse_args(argv)
+    if args.prepare_only:
+        if args.work is None:
+            p.error("--prepare-only needs --work")
+        for name, folder in prepare(args.models, args.work).items():
+            print(f"{name}: {folder}")
+        return 0
+    if args.out is None:
+        p.error("--out is required")
     if not torch.cuda.is_available():
         print("error: no CUDA device visible to PyTorch", file=sys.stderr)
         return 1
     from benchmarks.compare import main as compare
 
+    extra = ["--work", str(args.work)] if args.work else []
+    if args.work:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = provider_report(prepare(["splade-tiny"], args.work)["splade-tiny-fp32"])
+        (args.out / "providers.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
     return compare(["--device", "cuda", "--out", str(args.out), "--name", "compare-gpu", "--time-limit",
-                    str(args.time_limit), "--models", *args.models, "--repeats", "5", "--query-repeats", "100"])
+                    str(args.time_limit), "--models", *args.models, "--repeats", "5", "--query-repeats", "100",
+                    *extra])
 
 
 if __name__ == "__main__":
