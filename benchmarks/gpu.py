@@ -3,8 +3,9 @@
 Runs benchmarks.compare on CUDA: PyTorch eager fp32 and fp16 always; our engine (fp32 and fp16
 graphs) on the CUDA provider where onnxruntime-gpu is installed (torch is imported first so that
 its CUDA libraries are loaded). Before timing, it records which provider `auto` picks and why the
-others were skipped (TensorRT's libraries are usually absent). Writes compare-gpu.json/.md/.png and
-providers.json to DIR, naming the card.
+others were skipped (TensorRT's libraries are usually absent), and what a never-seen batch shape
+costs in fp16 with our CUDA attention kernels, with ORT's own choice and in PyTorch. Writes
+compare-gpu.json/.md/.png and gpu-checks.json to DIR, naming the card.
 
 `--prepare-only --work DIR` builds and exports the models (CPU work) without timing anything, so a
 machine can do it while other files are still on their way.
@@ -15,10 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch  # noqa: F401  (before onnxruntime: its CUDA libraries then resolve)
 
+from benchmarks import corpus
 from benchmarks.compare import export_ours, ours_precisions, source_folder
 
 
@@ -43,10 +47,46 @@ def provider_report(folder: Path) -> dict:
     report["auto"] = {"provider": auto.provider, "skipped": auto.backend.skipped}
     for forced in ("tensorrt", "cuda"):
         try:
-            report[forced] = {"provider": SpladeEncoder(folder, provider=forced).provider}
+            encoder = SpladeEncoder(folder, provider=forced)
+            options = encoder.backend.session.get_provider_options().get(encoder.backend.plan.ort_name, {})
+            report[forced] = {"provider": encoder.provider,
+                              "options": {k: options.get(k) for k in ("use_tf32", "sdpa_kernel", "device_id")}}
         except ProviderError as exc:
             report[forced] = {"error": str(exc)[:600]}
     return report
+
+
+def shape_costs(label: str, src: Path, folder: Path, texts: list[str]) -> dict:
+    """Seconds to encode the corpus twice, in fp16: the first pass meets every batch shape for the first time.
+
+    Ours with the runtime's CUDA attention kernels and with ORT's own choice (`sdpa_kernel` dropped),
+    and PyTorch with and without its cuDNN attention backend.
+    """
+    from transformers import AutoTokenizer
+
+    from benchmarks.engines import TorchEngine
+    from runtime import SpladeEncoder
+
+    def passes(encode) -> dict:
+        encode(texts[:4])
+        first = time.perf_counter()
+        encode(texts)
+        second = time.perf_counter()
+        encode(texts)
+        return {"first_pass_s": round(second - first, 4), "second_pass_s": round(time.perf_counter() - second, 4)}
+
+    out = {}
+    for name, options in (("ours-fp16", None), ("ours-fp16, ORT's attention choice", {"cuda": {"sdpa_kernel": None}})):
+        out[name] = passes(SpladeEncoder(folder, provider="cuda", provider_options=options).encode)
+    engine = TorchEngine(src, AutoTokenizer.from_pretrained(src), dtype="fp16", device="cuda")
+    out["pytorch-fp16"] = passes(engine.encode_texts)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    try:
+        out["pytorch-fp16, cuDNN attention off"] = passes(engine.encode_texts)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+    print(label, json.dumps(out))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,15 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from benchmarks.compare import main as compare
 
-    extra = ["--work", str(args.work)] if args.work else []
-    if args.work:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
         args.out.mkdir(parents=True, exist_ok=True)
-        report = provider_report(prepare(["splade-tiny"], args.work)["splade-tiny-fp32"])
-        (args.out / "providers.json").write_text(json.dumps(report, indent=2) + "\n")
-        print(json.dumps(report, indent=2))
-    return compare(["--device", "cuda", "--out", str(args.out), "--name", "compare-gpu", "--time-limit",
-                    str(args.time_limit), "--models", *args.models, "--repeats", "5", "--query-repeats", "100",
-                    *extra])
+        folders = prepare(args.models, work)
+        checks = {"providers": provider_report(folders[f"{args.models[0]}-fp32"]), "new_shape_cost": {}}
+        print(json.dumps(checks["providers"], indent=2))
+        texts = corpus.texts(300)
+        for label in args.models:
+            src = source_folder(label, work)
+            checks["new_shape_cost"][label] = shape_costs(label, src, folders[f"{label}-fp16"], texts)
+        (args.out / "gpu-checks.json").write_text(json.dumps(checks, indent=2) + "\n")
+        return compare(["--device", "cuda", "--out", str(args.out), "--name", "compare-gpu", "--time-limit",
+                        str(args.time_limit), "--models", *args.models, "--repeats", "5", "--query-repeats", "100",
+                        "--work", str(work)])
 
 
 if __name__ == "__main__":

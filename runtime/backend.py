@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,12 @@ log = logging.getLogger("runtime")
 ProviderName = Literal["auto", "tensorrt", "cuda", "cpu"]
 ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+# CUDA attention kernels ORT may pick (its `sdpa_kernel` bit mask): flash 1, memory-efficient 2,
+# TRT fused 4, unfused 16, TRT flash/cross/causal 32/64/128 -- every one but cuDNN's (8). On Hopper,
+# ORT prefers cuDNN SDPA for fp16, which builds a graph for every new (batch, length) shape: about
+# 70 ms each time, so a stream of varied batches ran 10x slower than fp32 (benchmarks/results/compare-gpu.md).
+CUDA_SDPA_KERNELS = 1 | 2 | 4 | 16 | 32 | 64 | 128
+ProviderOptions = Mapping[str, Mapping[str, Any]]
 
 
 def default_threads() -> int:
@@ -50,6 +57,13 @@ class ProviderPlan:
     def ort_name(self) -> str:
         return ORT_NAMES[self.name]
 
+    def with_options(self, extra: Mapping[str, Any] | None) -> ProviderPlan:
+        """This plan with the caller's ORT provider options on top; a None value removes ours."""
+        if not extra:
+            return self
+        options = {**self.options, **extra}
+        return replace(self, options={k: v for k, v in options.items() if v is not None})
+
     def entry(self) -> tuple[str, dict[str, Any]]:
         return self.ort_name, {k: str(v) if isinstance(v, bool | int) and k.startswith("trt_") else v for k, v in self.options.items()}
 
@@ -77,6 +91,8 @@ def plan_provider(name: str, manifest: Manifest, *, max_batch_size: int, device_
             "device_id": device_id,
             "arena_extend_strategy": "kSameAsRequested",
             "cudnn_conv_algo_search": "HEURISTIC",
+            "use_tf32": 0,  # an fp32 graph computes in fp32, as validated; fp16 graphs are the fast path
+            "sdpa_kernel": CUDA_SDPA_KERNELS,
         }, io_binding=True, run_config={"memory.enable_memory_arena_shrinkage": f"cpu:0;gpu:{device_id}"})
     if name == "cpu":
         return ProviderPlan("cpu")
@@ -98,8 +114,12 @@ class Backend:
     """An InferenceSession on the first provider that really runs; `run(Batch)` -> output arrays."""
 
     def __init__(self, model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto",
-                 threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None):
+                 threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None,
+                 provider_options: ProviderOptions | None = None):
         self.manifest = manifest
+        unknown = set(provider_options or {}) - set(ORT_NAMES)
+        if unknown:
+            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}; got {', '.join(sorted(unknown))}")
         available = ort.get_available_providers()
         wanted = AUTO_ORDER if provider == "auto" else (provider,)
         if provider != "auto" and provider not in ORT_NAMES:
@@ -107,6 +127,7 @@ class Backend:
         reasons: dict[str, str] = {}
         for name in wanted:
             plan = plan_provider(name, manifest, max_batch_size=max_batch_size, cache=cache)
+            plan = plan.with_options((provider_options or {}).get(name))
             if plan.ort_name not in available:
                 reasons[name] = f"{plan.ort_name} is not in this onnxruntime build ({ort.__version__}: {', '.join(available)})"
                 continue

@@ -161,6 +161,20 @@ def test_gpu_provider_options_without_gpu(fp32_dir, tmp_path):
     assert not plan_provider("cpu", m, max_batch_size=16).io_binding
 
 
+def test_provider_options(fp32_dir, encoder):
+    cuda = plan_provider("cuda", load_manifest(fp32_dir), max_batch_size=16)
+    assert cuda.options["use_tf32"] == 0  # fp32 graphs stay fp32 on GPU, as validated
+    assert not cuda.options["sdpa_kernel"] & 8 and cuda.options["sdpa_kernel"] & 1  # flash yes, cuDNN SDPA no
+    custom = cuda.with_options({"sdpa_kernel": None, "device_id": 1})
+    assert "sdpa_kernel" not in custom.options and custom.options["device_id"] == 1
+    assert cuda.options["device_id"] == 0 and cuda.with_options(None) is cuda
+    with pytest.raises(ProviderError, match="provider_options keys"):
+        SpladeEncoder(fp32_dir, provider="cpu", provider_options={"gpu": {"device_id": 0}})
+    other = SpladeEncoder(fp32_dir, provider="cpu", provider_options={"cuda": {"device_id": 3}})
+    for a, b in zip(encoder.encode(TEXTS), other.encode(TEXTS), strict=True):
+        assert np.array_equal(a.indices, b.indices) and np.array_equal(a.values, b.values)
+
+
 def test_io_binding_path_gives_same_vectors(fp32_dir, encoder):
     bound = SpladeEncoder(fp32_dir, provider="cpu")
     bound.backend.plan = ProviderPlan("cpu", io_binding=True)  # the CUDA/TensorRT run path, on CPU
