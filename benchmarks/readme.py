@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"compare-cpu": ["compare-cpu.md"], "loadgen": ["loadgen-bert-base-int8.md", "loadgen-splade-tiny-fp32.md"]}
+SECTIONS = {"compare-cpu": ["compare-cpu.md"], "compare-gpu": ["compare-gpu.md"], "loadgen": ["loadgen-bert-base-int8.md", "loadgen-splade-tiny-fp32.md"]}
 
 
 def table(name: str) -> str:

@@ -23,8 +23,8 @@ ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 # CUDA attention kernels ORT may pick (its `sdpa_kernel` bit mask): flash 1, memory-efficient 2,
 # TRT fused 4, unfused 16, TRT flash/cross/causal 32/64/128 -- every one but cuDNN's (8). On Hopper,
-# ORT prefers cuDNN SDPA for fp16, which builds a graph for every new (batch, length) shape: about
-# 70 ms each time, so a stream of varied batches ran 10x slower than fp32 (benchmarks/results/compare-gpu.md).
+# ORT prefers cuDNN SDPA for fp16, which builds a graph for every new (batch, length) shape: a
+# 300-text corpus took 1.3 s on first sight instead of 0.3 s on an H100 (benchmarks/results/gpu-checks.json).
 CUDA_SDPA_KERNELS = 1 | 2 | 4 | 16 | 32 | 64 | 128
 ProviderOptions = Mapping[str, Mapping[str, Any]]
 
