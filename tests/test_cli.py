@@ -124,3 +124,23 @@ def test_benchmark_runs_and_writes_results(tmp_path):
     assert rows[2]["max_abs_diff"] < 1e-4 and rows[2]["top32_overlap"] == 1.0
     assert "| splade-tiny | ours-fp32 |" in (tmp_path / "compare-cpu-quick.md").read_text()
     assert (tmp_path / "compare-cpu-quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gpu_benchmark_prepares_models_and_refuses_without_cuda(tmp_path):
+    """The GPU script's CPU half: exports for both GPU precisions, and a clear exit where no CUDA is."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--prepare-only", "--work", str(tmp_path),
+                           "--models", "splade-tiny"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for precision in ("fp32", "fp16"):
+        manifest = json.loads((tmp_path / f"splade-tiny-{precision}" / "splade.json").read_text())
+        assert manifest["precision"] == precision
+    if not torch_cuda_available():
+        done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path / "out")],
+                              cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 1 and "no CUDA device" in done.stderr
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
