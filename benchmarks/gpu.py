@@ -24,6 +24,7 @@ import torch  # noqa: F401  (before onnxruntime: its CUDA libraries then resolve
 
 from benchmarks import corpus
 from benchmarks.compare import export_ours, ours_precisions, source_folder
+from benchmarks.compare import main as compare
 
 
 def prepare(models: list[str], work: Path) -> dict[str, Path]:
@@ -108,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("error: no CUDA device visible to PyTorch", file=sys.stderr)
         return 1
-    from benchmarks.compare import main as compare
-
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -126,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             checks["new_shape_cost"][label] = shape_costs(label, src, folders[f"{label}-fp16"], texts)
         (args.out / "gpu-checks.json").write_text(json.dumps(checks, indent=2) + "\n")
         return done
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,13 +49,18 @@ class ProviderPlan:
     name: str  # our short name
     options: dict[str, Any] = field(default_factory=dict)
     io_binding: bool = False
-    # Arenas are kept (reuse within a run avoids page faults on every [batch, seq, chunk] block)
-    # but shrunk after each run, so memory does not stay at the largest shape ever seen.
-    run_config: dict[str, str] = field(default_factory=lambda: {"memory.enable_memory_arena_shrinkage": "cpu:0"})
 
     @property
     def ort_name(self) -> str:
         return ORT_NAMES[self.name]
+
+    @property
+    def run_config(self) -> dict[str, str]:
+        """Run options: arenas are kept (reuse within a run avoids page faults on every [batch, seq,
+        chunk] block) but shrunk after each run, so memory does not stay at the largest shape seen.
+        The CUDA arena to shrink is the one on the plan's own device_id (callers may override it)."""
+        arenas = "cpu:0" + (f";gpu:{self.options.get('device_id', 0)}" if self.name == "cuda" else "")
+        return {"memory.enable_memory_arena_shrinkage": arenas}
 
     def with_options(self, extra: Mapping[str, Any] | None) -> ProviderPlan:
         """This plan with the caller's ORT provider options on top; a None value removes ours."""
@@ -93,7 +98,7 @@ def plan_provider(name: str, manifest: Manifest, *, max_batch_size: int, device_
             "cudnn_conv_algo_search": "HEURISTIC",
             "use_tf32": 0,  # an fp32 graph computes in fp32, as validated; fp16 graphs are the fast path
             "sdpa_kernel": CUDA_SDPA_KERNELS,
-        }, io_binding=True, run_config={"memory.enable_memory_arena_shrinkage": f"cpu:0;gpu:{device_id}"})
+        }, io_binding=True)
     if name == "cpu":
         return ProviderPlan("cpu")
     raise ValueError(f"provider must be one of auto, tensorrt, cuda, cpu; got {name!r}")
