@@ -87,12 +87,13 @@ def ours_precisions(device: str) -> tuple[str, ...]:
     return ("fp32", "fp16") if device == "cuda" else ("fp32", "int8")
 
 
-def export_ours(src: str, dest: Path, precision: str) -> Path:
+def export_ours(src: str, dest: Path, precision: str, vocab_chunk: int | None = None) -> Path:
     from export import ExportConfig, export_model
 
     if not (dest / "splade.json").exists():
         # the BERT-base stand-in has random weights: its figures are timings, its fidelity is checked below
-        export_model(ExportConfig(model=src, output=dest, precision=precision, validate=False))
+        extra = {} if vocab_chunk is None else {"vocab_chunk": vocab_chunk}
+        export_model(ExportConfig(model=src, output=dest, precision=precision, validate=False, **extra))
     return dest
 
 

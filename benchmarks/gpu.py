@@ -2,10 +2,15 @@
 
 Runs benchmarks.compare on CUDA: PyTorch eager fp32 and fp16 always; our engine (fp32 and fp16
 graphs) on the CUDA provider where onnxruntime-gpu is installed (torch is imported first so that
-its CUDA libraries are loaded). After timing, it records which provider `auto` picks and why the
-others were skipped (TensorRT's libraries are usually absent), and what a never-seen batch shape
-costs in fp16 with our CUDA attention kernels, with ORT's own choice and in PyTorch. Writes
-compare-gpu.json/.md/.png and gpu-checks.json to DIR, naming the card.
+its CUDA libraries are loaded). Then the GPU checks, on the BERT-base shape in fp16:
+- query latency through `SpladeEncoder.encode` (tokenization included), CUDA graphs on and off,
+  for each vocabulary chunk size exported;
+- documents at 64×128, 128×128 and 32×256 against PyTorch fp16 and fp32 eager on the same tokens;
+- where the GPU time goes: the CUDA kernels of one batch, from PyTorch's profiler (CUPTI sees every
+  kernel of the process, ONNX Runtime's included), against the batch's wall time;
+- which provider `auto` picks and why the others were skipped (TensorRT's libraries are usually
+  absent), and what a never-seen batch shape costs.
+Writes compare-gpu.json/.md/.png and gpu-checks.json/.md to DIR, naming the card.
 
 `--prepare-only --work DIR` builds and exports the models (CPU work) without timing anything, so a
 machine can do it while other files are still on their way.
@@ -15,26 +20,145 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch  # noqa: F401  (before onnxruntime: its CUDA libraries then resolve)
 
 from benchmarks import corpus
-from benchmarks.compare import export_ours, ours_precisions, source_folder
+from benchmarks.compare import export_ours, machine, ours_precisions, source_folder
 from benchmarks.compare import main as compare
+
+CHUNKS = (2048, 8192, 0)  # vocabulary chunk sizes tried on the GPU (0: one projection over the whole vocabulary)
+DOC_SHAPES = ((64, 128), (128, 128), (32, 256))
 
 
 def prepare(models: list[str], work: Path) -> dict[str, Path]:
-    """Exported folders for every model and GPU precision, reused when already in `work`."""
+    """Exported folders for every model and GPU precision (and the BERT-base fp16 chunk variants),
+    reused when already in `work`."""
     folders = {}
     for label in models:
         src = source_folder(label, work)
         for precision in ours_precisions("cuda"):
             folders[f"{label}-{precision}"] = export_ours(str(src), work / f"{label}-{precision}", precision)
+        if label == "bert-base":
+            for chunk in CHUNKS[1:]:
+                folders[f"{label}-fp16-chunk{chunk}"] = export_ours(
+                    str(src), work / f"{label}-fp16-chunk{chunk}", "fp16", vocab_chunk=chunk)
     return folders
+
+
+def chunk_folders(folders: dict[str, Path], label: str) -> dict[int, Path]:
+    out = {CHUNKS[0]: folders[f"{label}-fp16"]}
+    out.update({c: folders[f"{label}-fp16-chunk{c}"] for c in CHUNKS[1:] if f"{label}-fp16-chunk{c}" in folders})
+    return out
+
+
+def query_latency(folder: Path, queries: list[str], *, repeats: int, graphs: bool) -> dict:
+    """p50/p99 of `encode([query])`, tokenization included, after every query was seen once."""
+    from runtime import SpladeEncoder
+
+    options = None if graphs else {"cuda": {"enable_cuda_graph": 0}}
+    encoder = SpladeEncoder(folder, provider="cuda", provider_options=options)
+    for q in queries:
+        encoder.encode([q])
+    lat = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        encoder.encode([queries[i % len(queries)]])
+        lat.append(time.perf_counter() - start)
+    ms = np.array(lat) * 1000
+    g = encoder.backend.graphs
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "mean_ms": round(float(ms.mean()), 3), "graphs": g is not None and g.disabled is None,
+            "graph_buckets": sorted(g.slots) if g else [], "graphs_disabled": (g.disabled if g else encoder.backend.graphs_skipped)}
+
+
+def per_batch_seconds(fn, repeats: int) -> float:
+    fn()
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def documents(src: Path, chunks: dict[int, Path], *, repeats: int) -> dict:
+    """texts/s on fixed token batches: PyTorch eager fp32/fp16 against ours fp16 through `infer`
+    (encode's own batching, after tokenization), for every chunk size, CUDA graphs on and off."""
+    from transformers import AutoTokenizer
+
+    from benchmarks.engines import TorchEngine
+    from runtime import SpladeEncoder
+    from runtime.batching import Buckets
+
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    batches = {f"{n}x{length}": corpus.token_batch(tokenizer, batch=n, length=length) for n, length in DOC_SHAPES}
+    out: dict[str, dict] = {name: {} for name in batches}
+    for dtype in ("fp32", "fp16"):
+        engine = TorchEngine(src, tokenizer, dtype=dtype, device="cuda")
+        for name, (ids, mask) in batches.items():
+            out[name][f"pytorch-{dtype}"] = ids.shape[0] / per_batch_seconds(lambda e=engine, i=ids, m=mask: e.run(i, m), repeats)
+        del engine
+        torch.cuda.empty_cache()
+    big = Buckets(lengths=(16, 32, 64, 128, 256), batch_sizes=(1, 2, 4, 8, 16, 32, 64, 128), max_tokens=16384)
+    variants = [(f"ours-fp16-chunk{c}", folder, None, None) for c, folder in chunks.items()]
+    variants += [(f"ours-fp16-chunk{c}, graphs up to 16384 tokens", folder, None, big) for c, folder in chunks.items()]
+    variants += [(f"ours-fp16-chunk{c}, no graphs", folder, {"cuda": {"enable_cuda_graph": 0}}, None)
+                 for c, folder in list(chunks.items())[:1]]
+    for label, folder, options, buckets in variants:
+        encoder = SpladeEncoder(folder, provider="cuda", provider_options=options, graph_buckets=buckets)
+        for name, (ids, _) in batches.items():
+            sequences = list(ids)
+            out[name][label] = ids.shape[0] / per_batch_seconds(
+                lambda e=encoder, s=sequences: e.infer(s, batch_size=len(s)), repeats)
+        del encoder
+    for name, row in out.items():
+        base16, base32 = row["pytorch-fp16"], row["pytorch-fp32"]
+        out[name] = {k: {"texts_per_s": round(v, 1), "x_pytorch_fp16": round(v / base16, 2),
+                         "x_pytorch_fp32": round(v / base32, 2)} for k, v in row.items()}
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def kernel_profile(src: Path, folder: Path, *, n: int = 32, length: int = 128, top: int = 15) -> dict:
+    """Where one batch's time goes: CUDA kernel time by kernel (CUPTI sees ONNX Runtime's kernels
+    too) against the batch's wall time, ours (graphs off, so every kernel is launched as usual)
+    and PyTorch fp16."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoTokenizer
+
+    from benchmarks.engines import TorchEngine
+    from runtime import SpladeEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    ids, mask = corpus.token_batch(tokenizer, batch=n, length=length)
+    ours = SpladeEncoder(folder, provider="cuda", provider_options={"cuda": {"enable_cuda_graph": 0}})
+    pt = TorchEngine(src, tokenizer, dtype="fp16", device="cuda")
+    runs = {"ours-fp16": lambda: ours.infer(list(ids), batch_size=n), "pytorch-fp16": lambda: pt.run(ids, mask)}
+    out = {}
+    for name, fn in runs.items():
+        wall = per_batch_seconds(fn, 5)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.key_averages() if e.device_time_total > 0]
+        total = sum(e.device_time_total for e in kernels) / 3 / 1000  # ms per batch
+        kernels.sort(key=lambda e: -e.device_time_total)
+        out[name] = {"wall_ms": round(wall * 1000, 3), "gpu_kernel_ms": round(total, 3),
+                     "kernel_launches": int(sum(e.count for e in kernels) / 3),
+                     "top_kernels": [{"kernel": e.key[:120], "ms": round(e.device_time_total / 3 / 1000, 3),
+                                      "calls": e.count // 3} for e in kernels[:top]]}
+    print(json.dumps(out, indent=1))
+    return out
 
 
 def provider_report(folder: Path) -> dict:
@@ -97,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=420, help="seconds for the whole run. Default: %(default)s")
     p.add_argument("--models", nargs="+", choices=["splade-tiny", "bert-base"], default=["splade-tiny", "bert-base"])
     p.add_argument("--prepare-only", action="store_true", help="export the models into --work and stop")
+    p.add_argument("--query-repeats", type=int, default=300, help="timed queries per latency check. Default: %(default)s")
     args = p.parse_args(argv)
     if args.prepare_only:
         if args.work is None:
@@ -117,14 +242,67 @@ def main(argv: list[str] | None = None) -> int:
                         str(args.time_limit), "--models", *args.models, "--repeats", "5", "--query-repeats", "100",
                         "--work", str(work)])
         # after the comparison: these checks warm caches (PyTorch's cuDNN graphs) that would flatter its corpus row
-        checks = {"providers": provider_report(folders[f"{args.models[0]}-fp32"]), "new_shape_cost": {}}
-        print(json.dumps(checks["providers"], indent=2))
+        checks: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                        "command": "python -m benchmarks.gpu " + " ".join(argv if argv is not None else sys.argv[1:])}
         texts = corpus.texts(300)
+        if "bert-base" in args.models:
+            src = source_folder("bert-base", work)
+            chunks = chunk_folders(folders, "bert-base")
+            queries = [" ".join(t.split()[:6]) for t in texts[:40]]  # 6 words: about 10 tokens
+            checks["query_latency"] = {f"chunk{c}, graphs {'on' if g else 'off'}": attempt(
+                query_latency, folder, queries, repeats=args.query_repeats, graphs=g)
+                for c, folder in chunks.items() for g in (True, False)}
+            print(json.dumps(checks["query_latency"], indent=1))
+            checks["documents"] = attempt(documents, src, chunks, repeats=10)
+            checks["kernel_profile"] = attempt(kernel_profile, src, folders["bert-base-fp16"])
+        checks["providers"] = attempt(provider_report, folders[f"{args.models[0]}-fp32"])
+        print(json.dumps(checks["providers"], indent=2))
+        checks["new_shape_cost"] = {}
         for label in args.models:
             src = source_folder(label, work)
-            checks["new_shape_cost"][label] = shape_costs(label, src, folders[f"{label}-fp16"], texts)
+            checks["new_shape_cost"][label] = attempt(shape_costs, label, src, folders[f"{label}-fp16"], texts)
         (args.out / "gpu-checks.json").write_text(json.dumps(checks, indent=2) + "\n")
+        (args.out / "gpu-checks.md").write_text(checks_markdown(checks))
         return done
+
+
+def attempt(fn, *args, **kwargs) -> dict:
+    """One check's result, or its error: a failing check must not cost the others (GPU time is scarce)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        logging.exception("%s failed", fn.__name__)
+        return {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+
+
+def checks_markdown(checks: dict) -> str:
+    m = checks["machine"]
+    lines = [f"Machine: {m['cpu']} ({m['cores']} cores), {m.get('gpu', 'no GPU')}",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+             f"Command: `{checks['command']}` ({checks['date']})", ""]
+    if "query_latency" in checks:
+        lines += ["BERT-base shape, fp16, one query (about 10 tokens) through `SpladeEncoder.encode`, tokenization included:", "",
+                  "| variant | p50 ms | p99 ms | mean ms | graph buckets used |", "|---|---|---|---|---|"]
+        for name, q in checks["query_latency"].items():
+            if "error" in q:
+                lines.append(f"| {name} | {q['error'][:100]} | | | |")
+                continue
+            lines.append(f"| {name} | {q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {q['mean_ms']:.3f} | {len(q['graph_buckets'])} |")
+    if "error" not in checks.get("documents", {"error": ""}):
+        lines += ["", "Documents, texts/s (× PyTorch fp16 eager, × PyTorch fp32 eager), same token batches:", ""]
+        shapes = list(checks["documents"])
+        lines += ["| engine | " + " | ".join(shapes) + " |", "|---" * (len(shapes) + 1) + "|"]
+        for engine in checks["documents"][shapes[0]]:
+            cells = [f"{checks['documents'][s][engine]['texts_per_s']:.0f} ({checks['documents'][s][engine]['x_pytorch_fp16']:.2f}×, "
+                     f"{checks['documents'][s][engine]['x_pytorch_fp32']:.2f}×)" for s in shapes]
+            lines.append(f"| {engine} | " + " | ".join(cells) + " |")
+    if "error" not in checks.get("kernel_profile", {"error": ""}):
+        lines += ["", "Where one 32×128 batch's time goes (CUDA kernel time from CUPTI vs wall time):", ""]
+        for name, prof in checks["kernel_profile"].items():
+            lines.append(f"- {name}: wall {prof['wall_ms']:.2f} ms, kernels {prof['gpu_kernel_ms']:.2f} ms, "
+                         f"{prof['kernel_launches']} launches; top: " + "; ".join(
+                             f"{k['kernel'][:60]} {k['ms']:.3f} ms ×{k['calls']}" for k in prof["top_kernels"][:6]))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from runtime.batching import Batch
+from runtime.batching import Batch, Buckets
+from runtime.cuda_graphs import SKIP_GRAPH, CudaGraphs
 from runtime.errors import ProviderError
 from runtime.manifest import Manifest
 
@@ -55,12 +56,23 @@ class ProviderPlan:
         return ORT_NAMES[self.name]
 
     @property
+    def cuda_graphs(self) -> bool:
+        """Whether runs of bucketed shapes are captured and replayed as CUDA graphs."""
+        return self.name == "cuda" and str(self.options.get("enable_cuda_graph", 0)).lower() in ("1", "true")
+
+    @property
     def run_config(self) -> dict[str, str]:
         """Run options: arenas are kept (reuse within a run avoids page faults on every [batch, seq,
         chunk] block) but shrunk after each run, so memory does not stay at the largest shape seen.
-        The CUDA arena to shrink is the one on the plan's own device_id (callers may override it)."""
-        arenas = "cpu:0" + (f";gpu:{self.options.get('device_id', 0)}" if self.name == "cuda" else "")
-        return {"memory.enable_memory_arena_shrinkage": arenas}
+        The CUDA arena to shrink is the one on the plan's own device_id (callers may override it),
+        except with CUDA graphs: a captured graph keeps using the arena blocks it was captured
+        with, so they must never go back to the driver."""
+        gpu = self.name == "cuda" and not self.cuda_graphs
+        arenas = "cpu:0" + (f";gpu:{self.options.get('device_id', 0)}" if gpu else "")
+        config = {"memory.enable_memory_arena_shrinkage": arenas}
+        if self.cuda_graphs:
+            config["gpu_graph_id"] = SKIP_GRAPH  # shapes outside the buckets run as usual
+        return config
 
     def with_options(self, extra: Mapping[str, Any] | None) -> ProviderPlan:
         """This plan with the caller's ORT provider options on top; a None value removes ours."""
@@ -98,6 +110,8 @@ def plan_provider(name: str, manifest: Manifest, *, max_batch_size: int, device_
             "cudnn_conv_algo_search": "HEURISTIC",
             "use_tf32": 0,  # an fp32 graph computes in fp32, as validated; fp16 graphs are the fast path
             "sdpa_kernel": CUDA_SDPA_KERNELS,
+            # bucketed small batches (queries) replay one captured graph instead of launching every kernel
+            "enable_cuda_graph": 1,
         }, io_binding=True)
     if name == "cpu":
         return ProviderPlan("cpu")
@@ -120,16 +134,19 @@ class Backend:
 
     def __init__(self, model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto",
                  threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None,
-                 provider_options: ProviderOptions | None = None):
+                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None):
         self.manifest = manifest
         unknown = set(provider_options or {}) - set(ORT_NAMES)
         if unknown:
             raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}; got {', '.join(sorted(unknown))}")
         available = ort.get_available_providers()
         wanted = AUTO_ORDER if provider == "auto" else (provider,)
+        if "CUDAExecutionProvider" in available and any(n != "cpu" for n in wanted):
+            _preload_cuda_libraries()
         if provider != "auto" and provider not in ORT_NAMES:
             raise ProviderError(f"provider must be one of auto, tensorrt, cuda, cpu; got {provider!r}")
         reasons: dict[str, str] = {}
+        self.graphs_skipped: str | None = None  # why CUDA graphs are off although the plan asked for them
         for name in wanted:
             plan = plan_provider(name, manifest, max_batch_size=max_batch_size, cache=cache)
             plan = plan.with_options((provider_options or {}).get(name))
@@ -139,13 +156,17 @@ class Backend:
             if name == "tensorrt":
                 Path(plan.options["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
             try:
-                session = ort.InferenceSession(
-                    str(model_path), sess_options=session_options(threads),
-                    providers=[plan.entry()] + ([] if name == "cpu" else [("CPUExecutionProvider", {})]),
-                )
+                session = _session(model_path, plan, threads)
             except Exception as exc:  # a provider whose libraries are missing fails here
                 reasons[name] = f"session creation failed: {str(exc).splitlines()[0][:300]}"
-                continue
+                if not plan.cuda_graphs:
+                    continue
+                plan = plan.with_options({"enable_cuda_graph": None})  # graph capture refused: try without
+                try:
+                    session = _session(model_path, plan, threads)
+                except Exception:
+                    continue
+                self.graphs_skipped = reasons.pop(name)
             if session.get_providers()[0] != plan.ort_name:
                 reasons[name] = f"{plan.ort_name} did not load (libraries missing?); session runs {session.get_providers()[0]}"
                 continue
@@ -164,12 +185,27 @@ class Backend:
         graph_inputs = {i.name for i in self.session.get_inputs()}
         if graph_inputs != set(manifest.inputs) or tuple(self.output_names) != manifest.outputs:
             raise ProviderError(f"{model_path}: graph inputs/outputs do not match the manifest")
+        self.graphs: CudaGraphs | None = None
+        if self.plan.cuda_graphs:
+            widths = {"weights": manifest.vocab_size, "values": manifest.top_k, "indices": manifest.top_k}
+            self.graphs = CudaGraphs(self.session, buckets=graph_buckets or Buckets(),
+                                     device_id=int(self.plan.options.get("device_id", 0)),
+                                     pad_id=manifest.pad_token_id, output_widths=widths, base_config=self.plan.run_config)
 
     @property
     def provider(self) -> str:
         return self.plan.name
 
     def run(self, batch: Batch) -> list[np.ndarray]:
+        if self.graphs is not None:
+            outputs = self.graphs.run(batch)
+            if outputs is not None:
+                return outputs
+            with self.graphs.lock:  # ORT's graph replay must not overlap another run of the session
+                return self._run(batch)
+        return self._run(batch)
+
+    def _run(self, batch: Batch) -> list[np.ndarray]:
         feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         if not self.plan.io_binding:
             return self.session.run(self.output_names, feed, self.run_options)
@@ -180,3 +216,21 @@ class Backend:
             binding.bind_output(name)
         self.session.run_with_iobinding(binding, self.run_options)
         return binding.copy_outputs_to_cpu()
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* Python packages, if that is where they are: a GPU build
+    of ONNX Runtime otherwise finds them only after something else (torch) has loaded them."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # libraries installed system-wide: ORT finds them itself
+            log.debug("onnxruntime.preload_dlls() failed: %s", exc)
+
+
+def _session(model_path: Path, plan: ProviderPlan, threads: int | None) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        str(model_path), sess_options=session_options(threads),
+        providers=[plan.entry()] + ([] if plan.name == "cpu" else [("CPUExecutionProvider", {})]),
+    )

@@ -68,3 +68,49 @@ def pad(sequences: Sequence[np.ndarray], rows: np.ndarray, pad_id: int) -> Batch
         ids[r, : len(seq)] = seq
         mask[r, : len(seq)] = 1
     return Batch(ids, mask, np.asarray(rows, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Fixed (batch, length) shapes a batch may be padded up to, so that each shape can be
+    captured once as a CUDA graph and replayed: a 10-token query costs one graph launch instead of
+    hundreds of kernel launches. Only small batches are bucketed (`max_tokens`): there launch
+    overhead dominates, while for large batches padding waste would cost more than it saves.
+    """
+
+    lengths: tuple[int, ...] = (16, 32, 48, 64, 96, 128)
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    max_tokens: int = 4096  # bucket batch × bucket length
+
+    def __post_init__(self):
+        for name in ("lengths", "batch_sizes"):
+            values = getattr(self, name)
+            if not values or any(not isinstance(v, int) or v < 1 for v in values) or list(values) != sorted(set(values)):
+                raise ValueError(f"Buckets.{name} must be increasing positive ints, got {values!r}")
+        if self.max_tokens < 1:
+            raise ValueError("Buckets.max_tokens must be >= 1")
+
+    def fit(self, batch_size: int, length: int) -> tuple[int, int] | None:
+        """The smallest bucket holding a [batch_size, length] batch, or None to run it as it is."""
+        n = next((b for b in self.batch_sizes if b >= batch_size), None)
+        seq = next((s for s in self.lengths if s >= length), None)
+        if n is None or seq is None or n * seq > self.max_tokens:
+            return None
+        return n, seq
+
+
+def pad_to(batch: Batch, batch_size: int, length: int, pad_id: int) -> Batch:
+    """`batch` padded to exactly [batch_size, length]: extra columns are padding (mask 0), extra
+    rows repeat the first row (their outputs are dropped; a row of padding alone would give an
+    attention over no tokens). Padding never changes a real row's vector: the graph masks padded
+    keys and replaces padded positions before pooling."""
+    n, seq = batch.input_ids.shape
+    if batch_size < n or length < seq:
+        raise ValueError(f"cannot pad a [{n}, {seq}] batch down to [{batch_size}, {length}]")
+    ids = np.full((batch_size, length), pad_id, dtype=np.int64)
+    mask = np.zeros((batch_size, length), dtype=np.int64)
+    ids[:n, :seq] = batch.input_ids
+    mask[:n, :seq] = batch.attention_mask
+    ids[n:] = ids[0]
+    mask[n:] = mask[0]
+    return Batch(ids, mask, batch.rows)

@@ -9,6 +9,7 @@ import numpy as np
 
 from runtime import batching
 from runtime.backend import Backend, ProviderName, ProviderOptions
+from runtime.batching import Buckets
 from runtime.manifest import Manifest, load_manifest
 from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score
 from runtime.tokenize import TextTokenizer, Tokenized, check_texts
@@ -33,12 +34,16 @@ class SpladeEncoder:
         window_stride: overlap in tokens between windows when `truncate=False` (default max_length/4).
         provider_options: ONNX Runtime options per provider, on top of ours, e.g.
             `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours.
+            On CUDA, small batches run as captured CUDA graphs (`enable_cuda_graph`, on by default;
+            `{"cuda": {"enable_cuda_graph": 0}}` turns it off).
+        graph_buckets: the (batch, length) shapes small batches are padded to for CUDA graphs
+            (default `Buckets()`: lengths up to 128, batches up to 32, at most 4096 tokens).
     """
 
     def __init__(self, path: str | Path, provider: ProviderName = "auto", *, threads: int | None = None,
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_batch_size: int = 64,
                  window_stride: int | None = None, cache_dir: str | Path | None = None,
-                 provider_options: ProviderOptions | None = None):
+                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
         self.max_batch_tokens = max_batch_tokens
@@ -46,7 +51,8 @@ class SpladeEncoder:
                                        max_length=self.manifest.max_length, stride=window_stride)
         self.backend = Backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
                                threads=threads, max_batch_size=max_batch_size,
-                               cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options)
+                               cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options,
+                               graph_buckets=graph_buckets)
 
     @property
     def provider(self) -> str:
