@@ -30,32 +30,33 @@ import numpy as np
 import torch  # noqa: F401  (before onnxruntime: its CUDA libraries then resolve)
 
 from benchmarks import corpus
-from benchmarks.compare import export_ours, machine, ours_precisions, source_folder
+from benchmarks.compare import export_ours, machine, ours_folder, ours_precisions, source_folder
 from benchmarks.compare import main as compare
 
-CHUNKS = (2048, 8192, 0)  # vocabulary chunk sizes tried on the GPU (0: one projection over the whole vocabulary)
+# BERT-base fp16 export variants compared on the GPU: vocabulary chunk size (0: the whole vocabulary
+# in one projection) and how the max over tokens is taken (ReduceMax or GlobalMaxPool).
+VARIANTS = {"chunk2048": {"vocab_chunk": 2048}, "chunk8192": {"vocab_chunk": 8192}, "chunk0": {"vocab_chunk": 0},
+            "chunk2048-pool": {"vocab_chunk": 2048, "max_reduction": "globalmaxpool"},
+            "chunk8192-pool": {"vocab_chunk": 8192, "max_reduction": "globalmaxpool"}}
 DOC_SHAPES = ((64, 128), (128, 128), (32, 256))
 
 
 def prepare(models: list[str], work: Path) -> dict[str, Path]:
-    """Exported folders for every model and GPU precision (and the BERT-base fp16 chunk variants),
+    """Exported folders for every model and GPU precision (and the BERT-base fp16 variants),
     reused when already in `work`."""
     folders = {}
     for label in models:
         src = source_folder(label, work)
         for precision in ours_precisions("cuda"):
-            folders[f"{label}-{precision}"] = export_ours(str(src), work / f"{label}-{precision}", precision)
+            folders[f"{label}-{precision}"] = ours_folder(str(src), work, label, precision, "cuda")
         if label == "bert-base":
-            for chunk in CHUNKS[1:]:
-                folders[f"{label}-fp16-chunk{chunk}"] = export_ours(
-                    str(src), work / f"{label}-fp16-chunk{chunk}", "fp16", vocab_chunk=chunk)
+            for name, options in VARIANTS.items():
+                folders[f"{label}-fp16-{name}"] = export_ours(str(src), work / f"{label}-fp16-{name}", "fp16", **options)
     return folders
 
 
-def chunk_folders(folders: dict[str, Path], label: str) -> dict[int, Path]:
-    out = {CHUNKS[0]: folders[f"{label}-fp16"]}
-    out.update({c: folders[f"{label}-fp16-chunk{c}"] for c in CHUNKS[1:] if f"{label}-fp16-chunk{c}" in folders})
-    return out
+def variant_folders(folders: dict[str, Path], label: str) -> dict[str, Path]:
+    return {name: folders[f"{label}-fp16-{name}"] for name in VARIANTS if f"{label}-fp16-{name}" in folders}
 
 
 def query_latency(folder: Path, queries: list[str], *, repeats: int, graphs: bool) -> dict:
@@ -90,9 +91,12 @@ def per_batch_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def documents(src: Path, chunks: dict[int, Path], *, repeats: int) -> dict:
+def documents(src: Path, variants: dict[str, Path], *, repeats: int) -> dict:
     """texts/s on fixed token batches: PyTorch eager fp32/fp16 against ours fp16 through `infer`
-    (encode's own batching, after tokenization), for every chunk size, CUDA graphs on and off."""
+    (encode's own batching, after tokenization), for every export variant; for the default export
+    also with CUDA graphs off, with the GPU arena shrunk after each run, and with ORT's own choice
+    of attention kernel (cuDNN's SDPA, which builds a graph per new shape)."""
+    import onnxruntime as ort
     from transformers import AutoTokenizer
 
     from benchmarks.engines import TorchEngine
@@ -109,12 +113,19 @@ def documents(src: Path, chunks: dict[int, Path], *, repeats: int) -> dict:
         del engine
         torch.cuda.empty_cache()
     big = Buckets(lengths=(16, 32, 64, 128, 256), batch_sizes=(1, 2, 4, 8, 16, 32, 64, 128), max_tokens=16384)
-    variants = [(f"ours-fp16-chunk{c}", folder, None, None) for c, folder in chunks.items()]
-    variants += [(f"ours-fp16-chunk{c}, graphs up to 16384 tokens", folder, None, big) for c, folder in chunks.items()]
-    variants += [(f"ours-fp16-chunk{c}, no graphs", folder, {"cuda": {"enable_cuda_graph": 0}}, None)
-                 for c, folder in list(chunks.items())[:1]]
-    for label, folder, options, buckets in variants:
-        encoder = SpladeEncoder(folder, provider="cuda", provider_options=options, graph_buckets=buckets)
+    runs = [(f"ours-fp16-{v}", folder, None, None) for v, folder in variants.items()]
+    runs += [(f"ours-fp16-{v}, graphs up to 16384 tokens", folder, None, big) for v, folder in variants.items()]
+    first, best = next(iter(variants.values())), variants.get("chunk8192-pool")
+    runs += [("ours-fp16-chunk2048, no graphs", first, {"cuda": {"enable_cuda_graph": 0}}, None),
+             ("ours-fp16-chunk2048, no graphs, GPU arena shrunk after each run", first, {"cuda": {"enable_cuda_graph": 0}}, "shrink")]
+    if best is not None:
+        runs += [("ours-fp16-chunk8192-pool, ORT's attention choice (cuDNN SDPA)", best, {"cuda": {"sdpa_kernel": None}}, None)]
+    for label, folder, options, buckets in runs:
+        encoder = SpladeEncoder(folder, provider="cuda", provider_options=options,
+                                graph_buckets=buckets if isinstance(buckets, Buckets) else None)
+        if buckets == "shrink":
+            encoder.backend.run_options = ort.RunOptions()
+            encoder.backend.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0;gpu:0")
         for name, (ids, _) in batches.items():
             sequences = list(ids)
             out[name][label] = ids.shape[0] / per_batch_seconds(
@@ -128,10 +139,10 @@ def documents(src: Path, chunks: dict[int, Path], *, repeats: int) -> dict:
     return out
 
 
-def kernel_profile(src: Path, folder: Path, *, n: int = 32, length: int = 128, top: int = 15) -> dict:
+def kernel_profile(src: Path, folders: dict[str, Path], *, n: int = 32, length: int = 128, top: int = 15) -> dict:
     """Where one batch's time goes: CUDA kernel time by kernel (CUPTI sees ONNX Runtime's kernels
-    too) against the batch's wall time, ours (graphs off, so every kernel is launched as usual)
-    and PyTorch fp16."""
+    too) against the batch's wall time, ours (each export variant given; graphs off, so every
+    kernel is launched as usual) and PyTorch fp16."""
     from torch.profiler import ProfilerActivity, profile
     from transformers import AutoTokenizer
 
@@ -140,9 +151,12 @@ def kernel_profile(src: Path, folder: Path, *, n: int = 32, length: int = 128, t
 
     tokenizer = AutoTokenizer.from_pretrained(src)
     ids, mask = corpus.token_batch(tokenizer, batch=n, length=length)
-    ours = SpladeEncoder(folder, provider="cuda", provider_options={"cuda": {"enable_cuda_graph": 0}})
+    runs = {}
+    for name, folder in folders.items():
+        ours = SpladeEncoder(folder, provider="cuda", provider_options={"cuda": {"enable_cuda_graph": 0}})
+        runs[f"ours-fp16-{name}"] = lambda e=ours: e.infer(list(ids), batch_size=n)
     pt = TorchEngine(src, tokenizer, dtype="fp16", device="cuda")
-    runs = {"ours-fp16": lambda: ours.infer(list(ids), batch_size=n), "pytorch-fp16": lambda: pt.run(ids, mask)}
+    runs["pytorch-fp16"] = lambda: pt.run(ids, mask)
     out = {}
     for name, fn in runs.items():
         wall = per_batch_seconds(fn, 5)
@@ -247,14 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         texts = corpus.texts(300)
         if "bert-base" in args.models:
             src = source_folder("bert-base", work)
-            chunks = chunk_folders(folders, "bert-base")
+            variants = variant_folders(folders, "bert-base")
             queries = [" ".join(t.split()[:6]) for t in texts[:40]]  # 6 words: about 10 tokens
-            checks["query_latency"] = {f"chunk{c}, graphs {'on' if g else 'off'}": attempt(
-                query_latency, folder, queries, repeats=args.query_repeats, graphs=g)
-                for c, folder in chunks.items() for g in (True, False)}
+            checks["query_latency"] = {f"{v}, graphs on": attempt(query_latency, folder, queries, repeats=args.query_repeats,
+                                                                  graphs=True) for v, folder in variants.items()}
+            checks["query_latency"]["chunk2048, graphs off"] = attempt(
+                query_latency, variants["chunk2048"], queries, repeats=args.query_repeats, graphs=False)
             print(json.dumps(checks["query_latency"], indent=1))
-            checks["documents"] = attempt(documents, src, chunks, repeats=10)
-            checks["kernel_profile"] = attempt(kernel_profile, src, folders["bert-base-fp16"])
+            checks["documents"] = attempt(documents, src, variants, repeats=10)
+            checks["kernel_profile"] = attempt(kernel_profile, src, {v: variants[v] for v in ("chunk2048", "chunk8192-pool")})
         checks["providers"] = attempt(provider_report, folders[f"{args.models[0]}-fp32"])
         print(json.dumps(checks["providers"], indent=2))
         checks["new_shape_cost"] = {}

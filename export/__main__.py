@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--vocab-chunk", type=int, default=2048,
                        help="project the vocabulary in chunks of this many terms, each reduced over tokens before "
                        "the next (bounds memory, keeps the reduction in cache); 0 = all at once. Default: %(default)s")
+    graph.add_argument("--max-reduction", choices=["reducemax", "globalmaxpool"], default="reducemax",
+                       help="how max pooling reduces each chunk over tokens: globalmaxpool is faster on CUDA "
+                       "(cuDNN pooling instead of cuDNN's reduce, which converts fp16 to fp32 first). Default: %(default)s")
     graph.add_argument("--no-attention-fusion", action="store_true",
                        help="skip ORT's fused Attention op (other fusions still apply)")
     val = p.add_argument_group("validation")
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model, output=args.output, precision=precision, pooling=args.pooling,
             top_k=args.top_k, max_length=args.max_length, opset=args.opset, validate=not args.no_validate,
             attention_fusion=not args.no_attention_fusion, vocab_chunk=args.vocab_chunk, int8_head=not args.int8_keep_head_fp32,
+            max_reduction=args.max_reduction,
             bounds=Bounds(min_top32_overlap=args.min_overlap),
         )
         manifest = export_model(cfg)

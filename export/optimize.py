@@ -59,8 +59,8 @@ def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
 
 
 def pooling_reductions(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The ReduceMax/ReduceSum nodes over the sequence axis, one per vocabulary chunk."""
-    found = [n for n in model.graph.node if n.op_type in ("ReduceMax", "ReduceSum")]
+    """The ReduceMax/ReduceSum (or GlobalMaxPool) nodes over the sequence axis, one per vocabulary chunk."""
+    found = [n for n in model.graph.node if n.op_type in ("ReduceMax", "ReduceSum", "GlobalMaxPool")]
     if not found:
         raise ValueError("could not find the pooling reduction in the graph")
     return found

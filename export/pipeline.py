@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from export import optimize
 from export import validate as fidelity
-from export.graph import export_onnx
+from export.graph import MaxReduction, export_onnx
 from export.sources import resolve_model
 from runtime.manifest import Manifest, sha256_of
 
@@ -40,6 +40,7 @@ class ExportConfig:
     attention_fusion: bool = True
     int8_head: bool = True
     vocab_chunk: int = 2048
+    max_reduction: MaxReduction = "reducemax"
     bounds: fidelity.Bounds = field(default_factory=fidelity.Bounds)
 
     def __post_init__(self):
@@ -118,7 +119,7 @@ def export_model(cfg: ExportConfig) -> Manifest:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
         log.info("tracing %s (%s pooling, top-k %s, opset %s)", source.name, cfg.pooling, cfg.top_k, cfg.opset)
         outputs = export_onnx(mlm, raw, pooling=cfg.pooling, top_k=cfg.top_k, opset=cfg.opset,
-                              vocab_chunk=cfg.vocab_chunk)
+                              vocab_chunk=cfg.vocab_chunk, max_reduction=cfg.max_reduction)
         heads, hidden = _dims(config)
         fusions = optimize.fuse_transformer(raw, fused, num_heads=heads, hidden_size=hidden, attention=cfg.attention_fusion)
         log.info("fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
