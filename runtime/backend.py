@@ -62,14 +62,13 @@ class ProviderPlan:
 
     @property
     def run_config(self) -> dict[str, str]:
-        """Run options: arenas are kept (reuse within a run avoids page faults on every [batch, seq,
-        chunk] block) but shrunk after each run, so memory does not stay at the largest shape seen.
-        The CUDA arena to shrink is the one on the plan's own device_id (callers may override it),
-        except with CUDA graphs: a captured graph keeps using the arena blocks it was captured
-        with, so they must never go back to the driver."""
-        gpu = self.name == "cuda" and not self.cuda_graphs
-        arenas = "cpu:0" + (f";gpu:{self.options.get('device_id', 0)}" if gpu else "")
-        config = {"memory.enable_memory_arena_shrinkage": arenas}
+        """Run options: the CPU arena is kept (reuse within a run avoids page faults on every [batch,
+        seq, chunk] block) but shrunk after each run, so memory does not stay at the largest shape
+        seen. The GPU arena is never shrunk: giving blocks back to the driver and allocating them
+        again on the next run cost a third of BERT-base document throughput on an H100
+        (benchmarks/results/gpu-checks.md), and a captured CUDA graph keeps using the blocks it was
+        captured with. `gpu_mem_limit` bounds it instead."""
+        config = {"memory.enable_memory_arena_shrinkage": "cpu:0"}
         if self.cuda_graphs:
             config["gpu_graph_id"] = SKIP_GRAPH  # shapes outside the buckets run as usual
         return config
