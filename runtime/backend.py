@@ -65,7 +65,7 @@ class ProviderPlan:
         """Run options: the CPU arena is kept (reuse within a run avoids page faults on every [batch,
         seq, chunk] block) but shrunk after each run, so memory does not stay at the largest shape
         seen. The GPU arena is never shrunk: giving blocks back to the driver and allocating them
-        again on the next run cost a third of BERT-base document throughput on an H100
+        again on the next run cost a quarter of BERT-base document throughput on an H100
         (benchmarks/results/gpu-checks.md), and a captured CUDA graph keeps using the blocks it was
         captured with. `gpu_mem_limit` bounds it instead."""
         config = {"memory.enable_memory_arena_shrinkage": "cpu:0"}
