@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 Pooling = Literal["max", "sum"]
+Activation = Literal["relu", "log1p_relu"]
 
 
 @contextlib.contextmanager
@@ -48,12 +49,16 @@ class SpladeGraph(nn.Module):
     token's hidden state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
     """
 
-    def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0):
+    def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0,
+                 activation: Activation = "relu"):
         super().__init__()
         if pooling not in ("max", "sum"):
             raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+        if activation not in ("relu", "log1p_relu"):
+            raise ValueError(f"activation must be 'relu' or 'log1p_relu', got {activation!r}")
         self.mlm = mlm
         self.pooling = pooling
+        self.activation = activation
         vocab = decoder.weight.shape[0]
         self.top_k = min(top_k, vocab)
         self.vocab_chunk = vocab_chunk if 0 < vocab_chunk < vocab else vocab
@@ -68,6 +73,11 @@ class SpladeGraph(nn.Module):
             self.register_buffer(f"proj_{i}", proj[:, start: start + self.vocab_chunk].contiguous())
             self.register_buffer(f"bias_{i}", self.bias[start: start + self.vocab_chunk].clone())
 
+    def _activate(self, x: torch.Tensor) -> torch.Tensor:
+        """log(1 + relu(x)), and once more log1p for "log1p_relu" (OpenSearch's models); both monotone."""
+        out = torch.log1p(torch.relu(x))
+        return torch.log1p(out) if self.activation == "log1p_relu" else out
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, S, H]
         mask = attention_mask.unsqueeze(-1).to(torch.bool)
@@ -78,10 +88,10 @@ class SpladeGraph(nn.Module):
         if self.pooling == "max":
             hidden = torch.where(mask, hidden, hidden[:, :1, :])
             pooled = torch.cat([torch.matmul(hidden, p).amax(dim=1) for p in projs], dim=-1) + self.bias
-            weights = torch.log1p(torch.relu(pooled))
+            weights = self._activate(pooled)
         else:
             weight = mask.to(hidden.dtype)
-            weights = torch.cat([(torch.log1p(torch.relu(torch.matmul(hidden, p) + b)) * weight).sum(dim=1)
+            weights = torch.cat([(self._activate(torch.matmul(hidden, p) + b) * weight).sum(dim=1)
                                  for p, b in zip(projs, biases)], dim=-1)
         if self.top_k == 0:
             return weights
@@ -93,18 +103,29 @@ def output_names(top_k: int) -> tuple[str, ...]:
     return ("weights",) if top_k == 0 else ("values", "indices")
 
 
-def export_onnx(mlm: nn.Module, path: Path, *, pooling: Pooling, top_k: int, opset: int,
-                vocab_chunk: int = 0) -> tuple[str, ...]:
+def example_inputs(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two texts of different lengths from the model's own tokenizer (any vocabulary size), padded.
+
+    The second row is padded, so tracing sees a real mask; ids are always valid for the embedding table.
+    """
+    batch = tokenizer(["what is a test", "hello"], padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
+    if ids.shape[1] < 3 or bool(mask.all()):
+        raise ValueError("the tokenizer did not produce a padded batch for tracing (no pad token?)")
+    return ids, mask
+
+
+def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_k: int, opset: int,
+                vocab_chunk: int = 0, activation: Activation = "relu") -> tuple[str, ...]:
     """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
     mlm.eval()
     outputs = output_names(top_k)
-    ids = torch.tensor([[101, 2054, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0]])
-    mask = (ids != 0).to(torch.int64)
+    ids, mask = example_inputs(tokenizer)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch"} for name in outputs})
     with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk).eval()
+        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, activation).eval()
         torch.onnx.export(
             graph,
             (ids, mask),
