@@ -6,7 +6,7 @@ MODELS := models
 # The lowest transformers the `export` extra claims; `make test` runs the export and runtime tests on it too.
 OLDEST_TRANSFORMERS ?= 4.48.0
 OLD_VENV := .venv-oldest
-OLDEST_TESTS := tests/test_export.py tests/test_runtime.py tests/test_architectures.py
+OLDEST_TESTS := tests/test_export.py tests/test_runtime.py tests/test_architectures.py tests/test_static_query.py
 
 .PHONY: setup demo test test-latest test-oldest lint bench bench-quick clean
 
