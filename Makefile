@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 MODELS := models
+# The lowest transformers the `export` extra claims; `make test` runs the export and runtime tests on it too.
+OLDEST_TRANSFORMERS ?= 4.48.0
+OLD_VENV := .venv-oldest
+OLDEST_TESTS := tests/test_export.py tests/test_runtime.py tests/test_architectures.py tests/test_static_query.py
 
-.PHONY: setup demo test lint bench bench-quick clean
+.PHONY: setup demo test test-latest test-oldest lint bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -14,7 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,export,tiny,server,dev,bench,scipy,triton,ray]"
+	$(BIN)/pip install -q -e ".[cpu,export,st,tiny,server,dev,bench,scipy,triton,ray]"
+	touch $@
+
+# Made on demand: the oldest claimed transformers, without sentence-transformers (its tests skip).
+$(OLD_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLD_VENV)
+	$(OLD_VENV)/bin/pip install -q --upgrade pip
+	$(OLD_VENV)/bin/pip install -q torch==2.13.0
+	$(OLD_VENV)/bin/pip install -q -e ".[cpu,export,tiny,dev]" "transformers==$(OLDEST_TRANSFORMERS)"
 	touch $@
 
 $(MODELS)/splade-tiny-fp32/splade.json: | setup
@@ -31,8 +43,13 @@ demo: $(MODELS)/splade-tiny-fp32/splade.json $(MODELS)/splade-tiny-fp16/splade.j
 	    "what is splade" "how do sparse retrieval models work" "capital of france" || exit 1; \
 	done
 
-test: setup
+test: test-latest test-oldest
+
+test-latest: setup
 	$(BIN)/python -m pytest -q tests
+
+test-oldest: $(OLD_VENV)/.installed
+	$(OLD_VENV)/bin/python -m pytest -q $(OLDEST_TESTS)
 
 lint: setup
 	$(BIN)/ruff check export runtime benchmarks tests
@@ -44,4 +61,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.compare
 
 clean:
-	rm -rf $(MODELS) .pytest_cache
+	rm -rf $(MODELS) .pytest_cache $(OLD_VENV)

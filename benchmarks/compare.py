@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from benchmarks import corpus
-from benchmarks.engines import OptimumEngine, OursEngine, TorchEngine, as_dense
+from benchmarks.engines import OPTIMUM_MISSING, OptimumEngine, OursEngine, TorchEngine, as_dense, optimum_available
 from export.validate import compare as fidelity
 
 RESULTS = Path(__file__).parent / "results"
@@ -126,8 +126,11 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
         if cpu_has_bf16():  # without native bf16 (AVX2 here) PyTorch emulates it: slower, not a real option
             engines.append(TorchEngine(src_dir, tokenizer, dtype="bf16"))
             folders[engines[-1].name] = src_dir
-        folders["optimum-fill-mask"] = work / f"{label}-optimum"
-        engines.append(OptimumEngine(src_dir, tokenizer, threads=threads, save_to=folders["optimum-fill-mask"]))
+        if optimum_available():
+            folders["optimum-fill-mask"] = work / f"{label}-optimum"
+            engines.append(OptimumEngine(src_dir, tokenizer, threads=threads, save_to=folders["optimum-fill-mask"]))
+        else:
+            logging.warning("optimum-fill-mask skipped: %s", OPTIMUM_MISSING)
     for precision in ours_precisions(args.device):
         try:
             folder = ours_folder(str(src_dir), work, label, precision, args.device)

@@ -44,6 +44,19 @@ class TorchEngine:
         return _batched_in_order(self, texts, batch_size)
 
 
+OPTIMUM_MISSING = ("optimum is not installed: it pins transformers<4.58, so it lives in the `peers` extra, "
+                   "installed in its own venv (`pip install torch==2.13.0 && pip install -e '.[cpu,export,tiny,bench,peers]'`)")
+
+
+def optimum_available() -> bool:
+    """Whether optimum's ONNX Runtime model classes import here (the baseline is skipped otherwise)."""
+    try:
+        import optimum.onnxruntime  # noqa: F401
+    except Exception:  # absent, or installed against a transformers it does not support
+        return False
+    return True
+
+
 class OptimumEngine:
     """optimum ORTModelForMaskedLM (full [batch, seq, vocab] logits out of the graph) + NumPy pooling."""
 

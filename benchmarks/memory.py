@@ -73,12 +73,14 @@ def load(engine: str, model: Path, device: str, threads: int):
     import torch
     from transformers import AutoTokenizer
 
-    from benchmarks.engines import OptimumEngine, TorchEngine
+    from benchmarks.engines import OPTIMUM_MISSING, OptimumEngine, TorchEngine, optimum_available
 
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model)
     if engine.startswith("pytorch-"):
         return TorchEngine(model, tokenizer, dtype=engine.split("-")[1], device=device)
+    if not optimum_available():
+        raise SystemExit(f"error: {engine}: {OPTIMUM_MISSING}")
     return OptimumEngine(model, tokenizer, threads=threads)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from export.pipeline import ExportConfig, export_model
 from export.sources import DEFAULT_MODEL, TINY_ALIAS, ModelSourceError
 from export.validate import Bounds, ValidationError
+from runtime.manifest import load_manifest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph = p.add_argument_group("graph")
     graph.add_argument("--top-k", type=int, default=512,
                        help="terms returned per text, weight descending; 0 returns the full [batch, vocab] weights. Default: %(default)s")
-    graph.add_argument("--pooling", choices=["max", "sum"], default="max", help="aggregation over tokens. Default: %(default)s")
+    graph.add_argument("--pooling", choices=["max", "sum"], default=None,
+                       help="aggregation over tokens. Default: a sentence-transformers folder's SpladePooling, else max "
+                       "(a value that contradicts the folder is refused)")
     graph.add_argument("--max-length", type=int, default=None,
                        help="tokens per text the runtime feeds (default: the model's position limit, 512 for BERT)")
     graph.add_argument("--opset", type=int, default=17, help="ONNX opset. Default: %(default)s")
@@ -70,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelSourceError, ValidationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = cfg.output or f"models/{manifest.source_model.split('/')[-1]}-{precision}"
+    out = Path(cfg.output or f"models/{manifest.source_model.split('#')[0].split('/')[-1]}-{precision}")
+    if manifest.source_model.endswith("#document"):  # a Router folder: document and query models
+        query = load_manifest(out / "query", verify=False)
+        print(f"wrote {out / 'document'} ({manifest.precision}, {manifest.pooling} pooling, top-k {manifest.top_k}, "
+              f"max length {manifest.max_length}) and {out / 'query'} ({query.kind}, max length {query.max_length})")
+        return 0
     print(f"wrote {out} ({manifest.precision}, {manifest.pooling} pooling, top-k {manifest.top_k}, max length {manifest.max_length})")
     return 0
 

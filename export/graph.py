@@ -18,6 +18,7 @@ Pooling = Literal["max", "sum"]
 # ReduceMax through cuDNN's reduce, which for fp16 first converts the block to fp32: a quarter of a
 # BERT-base document batch's GPU time; cuDNN's pooling reads the fp16 block once.
 MaxReduction = Literal["reducemax", "globalmaxpool"]
+Activation = Literal["relu", "log1p_relu"]
 
 
 @contextlib.contextmanager
@@ -55,14 +56,17 @@ class SpladeGraph(nn.Module):
     """
 
     def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0,
-                 max_reduction: MaxReduction = "reducemax"):
+                 max_reduction: MaxReduction = "reducemax", activation: Activation = "relu"):
         super().__init__()
         if pooling not in ("max", "sum"):
             raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
         if max_reduction not in ("reducemax", "globalmaxpool"):
             raise ValueError(f"max_reduction must be 'reducemax' or 'globalmaxpool', got {max_reduction!r}")
+        if activation not in ("relu", "log1p_relu"):
+            raise ValueError(f"activation must be 'relu' or 'log1p_relu', got {activation!r}")
         self.mlm = mlm
         self.pooling = pooling
+        self.activation = activation
         self.pooled_by_pool = pooling == "max" and max_reduction == "globalmaxpool"
         vocab = decoder.weight.shape[0]
         self.top_k = min(top_k, vocab)
@@ -79,6 +83,11 @@ class SpladeGraph(nn.Module):
             self.register_buffer(f"proj_{i}", (block.t() if self.pooled_by_pool else block).contiguous())
             self.register_buffer(f"bias_{i}", self.bias[start: start + self.vocab_chunk].clone())
 
+    def _activate(self, x: torch.Tensor) -> torch.Tensor:
+        """log(1 + relu(x)), and once more log1p for "log1p_relu" (OpenSearch's models); both monotone."""
+        out = torch.log1p(torch.relu(x))
+        return torch.log1p(out) if self.activation == "log1p_relu" else out
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, S, H]
         mask = attention_mask.unsqueeze(-1).to(torch.bool)
@@ -89,14 +98,14 @@ class SpladeGraph(nn.Module):
         if self.pooled_by_pool:  # [chunk, H] @ [B, H, S] -> [B, chunk, S], pooled over S
             hidden = torch.where(mask, hidden, hidden[:, :1, :]).transpose(1, 2)
             pooled = torch.cat([F.adaptive_max_pool1d(torch.matmul(p, hidden), 1).squeeze(-1) for p in projs], dim=-1) + self.bias
-            weights = torch.log1p(torch.relu(pooled))
+            weights = self._activate(pooled)
         elif self.pooling == "max":
             hidden = torch.where(mask, hidden, hidden[:, :1, :])
             pooled = torch.cat([torch.matmul(hidden, p).amax(dim=1) for p in projs], dim=-1) + self.bias
-            weights = torch.log1p(torch.relu(pooled))
+            weights = self._activate(pooled)
         else:
             weight = mask.to(hidden.dtype)
-            weights = torch.cat([(torch.log1p(torch.relu(torch.matmul(hidden, p) + b)) * weight).sum(dim=1)
+            weights = torch.cat([(self._activate(torch.matmul(hidden, p) + b) * weight).sum(dim=1)
                                  for p, b in zip(projs, biases)], dim=-1)
         if self.top_k == 0:
             return weights
@@ -108,18 +117,30 @@ def output_names(top_k: int) -> tuple[str, ...]:
     return ("weights",) if top_k == 0 else ("values", "indices")
 
 
-def export_onnx(mlm: nn.Module, path: Path, *, pooling: Pooling, top_k: int, opset: int,
-                vocab_chunk: int = 0, max_reduction: MaxReduction = "reducemax") -> tuple[str, ...]:
+def example_inputs(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two texts of different lengths from the model's own tokenizer (any vocabulary size), padded.
+
+    The second row is padded, so tracing sees a real mask; ids are always valid for the embedding table.
+    """
+    batch = tokenizer(["what is a test", "hello"], padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
+    if ids.shape[1] < 3 or bool(mask.all()):
+        raise ValueError("the tokenizer did not produce a padded batch for tracing (no pad token?)")
+    return ids, mask
+
+
+def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_k: int, opset: int,
+                vocab_chunk: int = 0, activation: Activation = "relu",
+                max_reduction: MaxReduction = "reducemax") -> tuple[str, ...]:
     """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
     mlm.eval()
     outputs = output_names(top_k)
-    ids = torch.tensor([[101, 2054, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0]])
-    mask = (ids != 0).to(torch.int64)
+    ids, mask = example_inputs(tokenizer)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch"} for name in outputs})
     with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, max_reduction).eval()
+        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, max_reduction, activation).eval()
         torch.onnx.export(
             graph,
             (ids, mask),

@@ -11,18 +11,19 @@ from pathlib import Path
 from typing import Literal
 
 import onnxruntime as ort
+from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from export import optimize
+from export import optimize, st_folder, st_reference
 from export import validate as fidelity
-from export.graph import MaxReduction, export_onnx
-from export.sources import resolve_model
+from export.graph import Activation, MaxReduction, export_onnx
+from export.sources import ModelSource, resolve_model
+from export.static_query import export_static_query
 from runtime.manifest import Manifest, sha256_of
 
 log = logging.getLogger("export")
 
 Precision = Literal["fp32", "fp16", "int8"]
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert"}  # two positions reserved for padding offset
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ExportConfig:
     model: str = "naver/splade-cocondenser-ensembledistil"
     output: Path | None = None
     precision: Precision = "fp32"
-    pooling: Literal["max", "sum"] = "max"
+    pooling: Literal["max", "sum"] | None = None  # None: the folder's SpladePooling, else max
     top_k: int = 512
     max_length: int | None = None
     opset: int = 17
@@ -46,7 +47,7 @@ class ExportConfig:
     def __post_init__(self):
         if self.precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
-        if self.pooling not in ("max", "sum"):
+        if self.pooling not in ("max", "sum", None):
             raise ValueError(f"pooling must be 'max' or 'sum', got {self.pooling!r}")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0 (0 returns the full weights)")
@@ -56,9 +57,19 @@ class ExportConfig:
             raise ValueError("opset must be >= 14 (LayerNormalization export and TopK with a dynamic k)")
 
 
-def position_limit(config) -> int:
-    limit = int(getattr(config, "max_position_embeddings", 512))
-    return limit - 2 if config.model_type in _OFFSET_POSITIONS else limit
+def position_limit(mlm: nn.Module, config) -> int:
+    """Tokens per text the model can embed, read from the model itself.
+
+    A learned position table whose rows start after a padding index (RoBERTa, XLM-R, CamemBERT,
+    MPNet: positions start at padding_idx + 1) loses those rows; rotary models (ModernBERT) have
+    no table and take `max_position_embeddings` as is.
+    """
+    table = next((m for name, m in mlm.named_modules()
+                  if name.endswith("position_embeddings") and isinstance(m, nn.Embedding)), None)
+    if table is None:
+        return int(getattr(config, "max_position_embeddings", 512))
+    offset = table.padding_idx + 1 if table.padding_idx is not None else 0
+    return int(table.num_embeddings) - offset
 
 
 def _dims(config) -> tuple[int, int]:
@@ -78,9 +89,10 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _validate(cfg: ExportConfig, mlm, tokenizer, graphs: dict[str, Path], max_length: int, vocab: int) -> dict[str, fidelity.Fidelity]:
+def _validate(cfg: ExportConfig, reference_fn: st_reference.Reference, tokenizer, graphs: dict[str, Path],
+              max_length: int, vocab: int) -> dict[str, fidelity.Fidelity]:
     texts = fidelity.validation_texts(tokenizer, max_length)
-    reference = fidelity.reference_weights(mlm, tokenizer, texts, pooling=cfg.pooling, max_length=max_length)
+    reference = reference_fn(texts)
     results = {}
     for precision, path in graphs.items():
         try:
@@ -96,30 +108,72 @@ def _validate(cfg: ExportConfig, mlm, tokenizer, graphs: dict[str, Path], max_le
 def export_model(cfg: ExportConfig) -> Manifest:
     """Export `cfg.model` to a self-describing folder and return its manifest.
 
+    A sentence-transformers Router folder (query and document routes) is written as two folders,
+    `<output>/document` and `<output>/query` (a SPLADE graph, or a static query model for a
+    SparseStaticEmbedding); the document manifest is returned.
+
     Raises:
         ModelSourceError: the model cannot be found or fetched.
-        ValidationError: the graph differs from PyTorch beyond `cfg.bounds` (the folder is
+        StFolderError: a sentence-transformers folder this exporter cannot reproduce.
+        ValueError: bad settings, e.g. a `pooling` that contradicts the folder's SpladePooling.
+        ValidationError: the graph differs from the reference beyond `cfg.bounds` (the folder is
             still written, with the failing figures in its manifest, for inspection).
     """
     source = resolve_model(cfg.model)
-    config = AutoConfig.from_pretrained(source.path)
-    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    out = Path(cfg.output or Path("models") / f"{Path(source.name).name}-{cfg.precision}")
+    if not st_folder.is_st_folder(source.path):
+        return _export_splade(cfg, source, source.path, out)
+    routes = st_folder.read_routes(source.path)
+    use_st = cfg.validate and st_reference.available()
+    if not use_st and cfg.validate:
+        log.info("sentence-transformers is not installed: validating against the SPLADE formula instead")
+    if "" in routes:
+        route = routes[""]
+        if isinstance(route, st_folder.StaticRoute):
+            raise st_folder.StFolderError(f"{source.path}: only a SparseStaticEmbedding; nothing to export for documents")
+        return _export_splade(cfg, source, route.mlm, out, route=route, st_route="" if use_st else None)
+    manifests = {}
+    for name in ("document", "query"):
+        route = routes[name]
+        if isinstance(route, st_folder.StaticRoute):
+            ref = st_reference.st_reference(source.path, "query", max_length=None) if use_st else None
+            manifests[name] = export_static_query(route.folder, out / name, source_name=f"{source.name}#{name}",
+                                                  source_revision=source.revision, versions=library_versions(),
+                                                  reference=ref)
+        else:
+            manifests[name] = _export_splade(cfg, source, route.mlm, out / name, route=route,
+                                             st_route=name if use_st else None, name=f"{source.name}#{name}")
+    return manifests["document"]
+
+
+def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: Path, *,
+                   route: st_folder.SpladeRoute | None = None, st_route: str | None = None,
+                   name: str | None = None) -> Manifest:
+    """One MLM (a plain folder, or a sentence-transformers route) -> one SPLADE graph folder."""
+    pooling = cfg.pooling or (route.pooling if route else "max")
+    activation: Activation = route.activation if route else "relu"
+    if route is not None and cfg.pooling is not None and cfg.pooling != route.pooling:
+        raise ValueError(f"--pooling {cfg.pooling} contradicts {source.name}: its SpladePooling uses "
+                         f"pooling_strategy {route.pooling!r}; drop --pooling (the folder's setting is used)")
+    config = AutoConfig.from_pretrained(mlm_dir)
+    tokenizer = AutoTokenizer.from_pretrained(mlm_dir)
     if not tokenizer.is_fast:
         raise ValueError(f"{source.name}: no fast (Rust) tokenizer; the runtime needs tokenizer.json")
-    mlm = AutoModelForMaskedLM.from_pretrained(source.path, attn_implementation="eager").float().eval()
-    limit = position_limit(config)
-    max_length = cfg.max_length or limit
+    mlm = AutoModelForMaskedLM.from_pretrained(mlm_dir, attn_implementation="eager").float().eval()
+    limit = position_limit(mlm, config)
+    default = min(limit, route.max_seq_length) if route and route.max_seq_length else limit
+    max_length = cfg.max_length or default
     if not 2 <= max_length <= limit:
         raise ValueError(f"--max-length {max_length} must be between 2 and the model's position limit {limit}")
     vocab = int(mlm.get_output_embeddings().weight.shape[0])
-    out = Path(cfg.output or Path("models") / f"{Path(source.name).name}-{cfg.precision}")
     out.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
-        log.info("tracing %s (%s pooling, top-k %s, opset %s)", source.name, cfg.pooling, cfg.top_k, cfg.opset)
-        outputs = export_onnx(mlm, raw, pooling=cfg.pooling, top_k=cfg.top_k, opset=cfg.opset,
-                              vocab_chunk=cfg.vocab_chunk, max_reduction=cfg.max_reduction)
+        log.info("tracing %s (%s pooling, %s, top-k %s, opset %s, max length %s)", mlm_dir, pooling, activation,
+                 cfg.top_k, cfg.opset, max_length)
+        outputs = export_onnx(mlm, raw, tokenizer=tokenizer, pooling=pooling, top_k=cfg.top_k, opset=cfg.opset,
+                              vocab_chunk=cfg.vocab_chunk, activation=activation, max_reduction=cfg.max_reduction)
         heads, hidden = _dims(config)
         fusions = optimize.fuse_transformer(raw, fused, num_heads=heads, hidden_size=hidden, attention=cfg.attention_fusion)
         log.info("fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
@@ -133,19 +187,29 @@ def export_model(cfg: ExportConfig) -> Manifest:
         results: dict[str, fidelity.Fidelity] = {}
         if cfg.validate:
             graphs = {"fp32": fused} if cfg.precision == "fp32" else {"fp32": fused, cfg.precision: final}
-            results = _validate(cfg, mlm, tokenizer, graphs, max_length, vocab)
+            if st_route is not None:
+                reference_fn = st_reference.st_reference(source.path, st_route, max_length=max_length)
+                reference_name = f"sentence-transformers {st_reference.version()} " + (
+                    f"encode_{st_route}" if st_route else "encode")
+            else:
+                def reference_fn(texts: list[str]):
+                    return fidelity.reference_weights(mlm, tokenizer, texts, pooling=pooling, max_length=max_length,
+                                                      activation=activation)
+                reference_name = "transformers MLM + SPLADE formula"
+            results = _validate(cfg, reference_fn, tokenizer, graphs, max_length, vocab)
 
     tokenizer.save_pretrained(out)
     failures = fidelity.check(results, cfg.bounds)
     validation = {p: f.as_dict() for p, f in results.items()}
     if results:
-        validation.update(provider="CPUExecutionProvider", passed=not failures, bounds=vars(cfg.bounds))
+        validation.update(provider="CPUExecutionProvider", passed=not failures, bounds=vars(cfg.bounds),
+                          reference=reference_name)
     manifest = Manifest(
-        source_model=source.name,
+        source_model=name or source.name,
         source_revision=source.revision,
         architecture=type(mlm).__name__,
         precision=cfg.precision,
-        pooling=cfg.pooling,
+        pooling=pooling,
         top_k=min(cfg.top_k, vocab),
         max_length=max_length,
         vocab_size=vocab,

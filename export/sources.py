@@ -92,8 +92,9 @@ def resolve_model(model: str) -> ModelSource:
         return ModelSource(path=folder, name=TINY_ALIAS, revision=f"{TINY_PACKAGE}=={TINY_VERSION}")
     local = Path(model).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise ModelSourceError(f"{local}: no config.json; not a Hugging Face model folder")
+        if not (local / "config.json").is_file() and not (local / "modules.json").is_file():
+            raise ModelSourceError(f"{local}: no config.json nor modules.json; not a Hugging Face or "
+                                   "sentence-transformers model folder")
         return ModelSource(path=local.resolve(), name=str(local.resolve()), revision="local")
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise ModelSourceError(f"{model}: no such folder")

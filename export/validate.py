@@ -20,8 +20,13 @@ _PASSAGE = (
 
 
 def validation_texts(tokenizer, max_length: int) -> list[str]:
-    """Fixed texts: queries, ~128- and ~512-token passages, one over max length, another script, empty."""
-    words = (_PASSAGE * 40).split()
+    """Fixed texts: queries, a ~128-token passage, one reaching max length exactly, one over it, another script, empty.
+
+    The passage is repeated as often as the model's length needs, so the longest positions are
+    always exercised (for an 8192-token model too).
+    """
+    per_copy = max(1, len(tokenizer(_PASSAGE, add_special_tokens=False)["input_ids"]))
+    words = (_PASSAGE * (-(-(max_length + 64) // per_copy) + 1)).split()
 
     def passage(tokens: int) -> str:
         lo, hi = 1, len(words)  # binary search for the fewest words reaching `tokens` tokens
@@ -36,15 +41,16 @@ def validation_texts(tokenizer, max_length: int) -> list[str]:
     return [
         "what is splade",
         "how do sparse retrieval models expand queries",
-        passage(128),
-        passage(min(512, max_length)),
+        passage(min(128, max_length)),
+        passage(max_length),
         passage(max_length + 64),
         "東京は日本の首都であり、世界有数の大都市です。",
         "",
     ]
 
 
-def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_length: int) -> np.ndarray:
+def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_length: int,
+                      activation: str = "relu") -> np.ndarray:
     """SPLADE weights [n, vocab] straight from the MLM logits, the paper's formula, fp32."""
     mlm = mlm.float().eval()
     rows = []
@@ -53,6 +59,8 @@ def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_len
             batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=max_length)
             logits = mlm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             act = torch.log1p(torch.relu(logits[0]))
+            if activation == "log1p_relu":
+                act = torch.log1p(act)
             rows.append((act.amax(0) if pooling == "max" else act.sum(0)).numpy())
     return np.stack(rows)
 
@@ -103,7 +111,7 @@ def compare(reference: np.ndarray, got: np.ndarray, *, top_k: int, k: int = 32) 
     overlaps, cosines = [], []
     for r, g in zip(ref, got):
         top_r, top_g = top_terms(r, k), top_terms(g, k)
-        overlaps.append(len(top_r & top_g) / max(len(top_r), 1))
+        overlaps.append(len(top_r & top_g) / len(top_r) if top_r else float(not top_g))  # both empty: agree
         denom = float(np.linalg.norm(r) * np.linalg.norm(g))
         cosines.append(float(r @ g) / denom if denom else float(np.array_equal(r, g)))
     return Fidelity(float(np.abs(ref - got).max()), float(min(overlaps)), float(min(cosines)))

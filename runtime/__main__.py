@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _encode(args) -> int:
     from runtime.corpus import encode_corpus
-    from runtime.encoder import SpladeEncoder
+    from runtime.encoder import open_encoder
 
     if bool(args.input) != bool(args.output):
         raise SystemExit("error: --input and --output go together")
@@ -67,7 +67,7 @@ def _encode(args) -> int:
                          truncate=not args.no_truncate)
         print(f"encoded {n} texts into {args.output}", file=sys.stderr)
         return 0
-    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
+    encoder = open_encoder(args.model, args.provider, threads=args.threads)
     if args.input:
         n = encode_corpus(encoder, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
                           top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate)
@@ -87,14 +87,14 @@ def _encode(args) -> int:
 def _info(args) -> int:
     import onnxruntime as ort
 
-    from runtime.encoder import SpladeEncoder
+    from runtime.encoder import open_encoder
 
-    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
+    encoder = open_encoder(args.model, args.provider, threads=args.threads)
     print(json.dumps({
         "manifest": json.loads(encoder.manifest.to_json()),
         "providers_available": ort.get_available_providers(),
         "provider": encoder.provider,
-        "providers_skipped": encoder.backend.skipped,
+        "providers_skipped": encoder.backend.skipped if hasattr(encoder, "backend") else {},
     }, indent=2))
     return 0
 

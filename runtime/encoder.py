@@ -118,8 +118,20 @@ class SpladeEncoder:
         return score(query, docs)
 
 
+def open_encoder(path: str | Path, provider: ProviderName = "auto", **kwargs):
+    """SpladeEncoder or, for a folder whose manifest kind is "static-query", a StaticQueryEncoder."""
+    if load_manifest(path, verify=False).kind == "static-query":
+        from runtime.static import StaticQueryEncoder
+
+        return StaticQueryEncoder(path)
+    return SpladeEncoder(path, provider, **kwargs)
+
+
 class SpladeEncoderPair:
     """Separate query and document models (efficient SPLADE ships one of each), each with its own max length.
+
+    The query folder may be a static query model (inference-free sparse models): its queries then
+    cost a tokenizer call and a lookup, no graph.
 
     Example:
         >>> pair = SpladeEncoderPair("models/q", "models/d")
@@ -127,7 +139,7 @@ class SpladeEncoderPair:
     """
 
     def __init__(self, query_path: str | Path, document_path: str | Path, provider: ProviderName = "auto", **kwargs):
-        self.query = SpladeEncoder(query_path, provider, **kwargs)
+        self.query = open_encoder(query_path, provider, **kwargs)
         self.document = SpladeEncoder(document_path, provider, **kwargs)
         if self.query.manifest.vocab_size != self.document.manifest.vocab_size:
             raise ValueError("query and document models have different vocabularies")

@@ -16,6 +16,10 @@ FORMAT_VERSION = 1
 
 Precision = Literal["fp32", "fp16", "int8"]
 Pooling = Literal["max", "sum"]
+# "splade": an ONNX graph (model_file); "static-query": a weight per vocabulary term (model_file is a .npy
+# vector), applied to the tokens a query contains without running any graph (inference-free queries).
+Kind = Literal["splade", "static-query"]
+KINDS = ("splade", "static-query")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -55,6 +59,7 @@ class Manifest:
     validation: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    kind: Kind = "splade"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -84,6 +89,8 @@ class Manifest:
             manifest = cls(**kwargs)
         except (KeyError, TypeError) as exc:
             raise ModelFolderError(f"{where}: malformed manifest ({exc})") from exc
+        if manifest.kind not in KINDS:
+            raise ModelFolderError(f"{where}: unknown model kind {manifest.kind!r} (this runtime reads {', '.join(KINDS)})")
         if manifest.pooling not in ("max", "sum") or manifest.precision not in ("fp32", "fp16", "int8"):
             raise ModelFolderError(f"{where}: unknown pooling or precision in manifest")
         expected = ("weights",) if manifest.top_k == 0 else ("values", "indices")

@@ -11,7 +11,7 @@ from runtime.backend import AUTO_ORDER
 def add_serve_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="HTTP server: TEI-compatible /embed_sparse, /encode, /health, /info, /metrics")
     p.add_argument("--model", required=True, type=Path, help="document (or only) model folder")
-    p.add_argument("--query-model", type=Path, default=None, help="separate query model folder (efficient SPLADE)")
+    p.add_argument("--query-model", type=Path, default=None, help="separate query model folder (efficient SPLADE, or a static query model)")
     p.add_argument("--provider", default="auto", choices=["auto", *AUTO_ORDER], help="Default: %(default)s")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("--host", default="127.0.0.1", help="Default: %(default)s")
@@ -27,7 +27,7 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
 def run_server(args) -> int:
     import uvicorn
 
-    from runtime.encoder import SpladeEncoder
+    from runtime.encoder import SpladeEncoder, open_encoder
     from runtime.server import ServerLimits, create_app
 
     limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
@@ -35,7 +35,7 @@ def run_server(args) -> int:
                           max_client_batch_size=args.max_client_batch_size)
     kwargs = dict(threads=args.threads, max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size)
     document = SpladeEncoder(args.model, args.provider, **kwargs)
-    query = SpladeEncoder(args.query_model, args.provider, **kwargs) if args.query_model else None
+    query = open_encoder(args.query_model, args.provider, **kwargs) if args.query_model else None
     uvicorn.run(create_app(document, query, limits), host=args.host, port=args.port, log_level="info",
                 timeout_graceful_shutdown=30)
     return 0

@@ -1,0 +1,96 @@
+"""Export a SparseStaticEmbedding (the query side of inference-free models) as a static query model folder.
+
+The folder holds `tokenizer.json`, `query_weights.npy` (float32 [vocab]) and a manifest of kind
+"static-query"; `runtime.static.StaticQueryEncoder` encodes with it, no graph involved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from export import validate as fidelity
+from export.st_reference import Reference
+from runtime.manifest import Manifest, sha256_of
+
+log = logging.getLogger("export")
+
+WEIGHTS_FILE = "query_weights.npy"
+UNLIMITED = 1_000_000  # a tokenizer saved without a limit: no truncation in practice
+
+
+def _weights(folder: Path) -> np.ndarray:
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise ValueError(f"{folder}: SparseStaticEmbedding without model.safetensors (re-save it with "
+                         "safe_serialization=True)")
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    if "weight" not in tensors or tensors["weight"].ndim != 1:
+        raise ValueError(f"{path}: expected one 1-D tensor named 'weight', found {sorted(tensors)}")
+    weights = tensors["weight"].astype(np.float32)
+    if (weights < 0).any():
+        raise ValueError(f"{path}: {int((weights < 0).sum())} negative weights; sparse vectors here hold "
+                         "positive weights only")
+    return weights
+
+
+def _max_length(folder: Path) -> int:
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    value = cfg.get("model_max_length")
+    return int(value) if isinstance(value, int | float) and 0 < value < UNLIMITED else UNLIMITED
+
+
+def export_static_query(folder: Path, out: Path, *, source_name: str, source_revision: str,
+                        versions: dict[str, str], reference: Reference | None) -> Manifest:
+    """Write the static query model for `folder` into `out`; validate it against `reference` when given.
+
+    Raises:
+        ValueError: no fast tokenizer or no usable weights in the folder.
+        ValidationError: the runtime's vectors differ from the reference.
+    """
+    from runtime.static import StaticQueryEncoder
+
+    if not (folder / "tokenizer.json").is_file():
+        raise ValueError(f"{folder}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer")
+    weights = _weights(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, out / name)
+    np.save(out / WEIGHTS_FILE, weights)
+    from tokenizers import Tokenizer
+
+    pad = Tokenizer.from_file(str(folder / "tokenizer.json")).padding
+    manifest = Manifest(
+        source_model=source_name, source_revision=source_revision, architecture="SparseStaticEmbedding",
+        precision="fp32", pooling="max", top_k=0, max_length=_max_length(folder), vocab_size=int(weights.shape[0]),
+        opset=0, inputs=("input_ids",), outputs=("weights",), sha256=sha256_of(out / WEIGHTS_FILE),
+        model_file=WEIGHTS_FILE, pad_token_id=int(pad["pad_id"]) if pad else 0, versions=versions,
+        kind="static-query",
+    )
+    manifest.write(out)
+    if reference is None:
+        return manifest
+    from transformers import AutoTokenizer
+
+    texts = fidelity.validation_texts(AutoTokenizer.from_pretrained(folder), min(manifest.max_length, 512))
+    encoder = StaticQueryEncoder(out)
+    got = np.stack([v.to_dense(manifest.vocab_size) for v in encoder.encode(texts)])
+    fid = fidelity.compare(reference(texts), got, top_k=0)
+    failures = fidelity.check({"fp32": fid}, fidelity.Bounds())
+    manifest = replace(manifest, validation={"fp32": fid.as_dict(), "passed": not failures,
+                                             "reference": "sentence-transformers encode_query"})
+    manifest.write(out)
+    log.info("-[%s] static query model: max |diff| %.2e, top-32 overlap %.3f", "x" if failures else "✓",
+             fid.max_abs_diff, fid.top32_overlap)
+    if failures:
+        raise fidelity.ValidationError(f"{out}: validation failed: " + "; ".join(failures))
+    return manifest

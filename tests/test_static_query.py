@@ -1,0 +1,83 @@
+"""Static query models without sentence-transformers: folder format, manifest kind, encoding vs an independent computation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from export.static_query import export_static_query
+from runtime import ModelFolderError, load_manifest
+from runtime.errors import InputTooLongError
+from runtime.static import StaticQueryEncoder
+from tests import tiny_models
+
+
+@pytest.fixture(scope="module")
+def static_folder(tmp_path_factory):
+    """A SparseStaticEmbedding-shaped folder (tokenizer + safetensors `weight`) and its export."""
+    root = tmp_path_factory.mktemp("static")
+    src = root / "src"
+    tiny_models.save_tokenizer(tiny_models.wordpiece(), src, bpe=False)
+    vocab = json.loads((src / "tokenizer.json").read_text())["model"]["vocab"]
+    rng = np.random.default_rng(0)
+    weights = (rng.random(len(vocab)) * (rng.random(len(vocab)) > 0.3)).astype(np.float32)
+    save_file({"weight": weights}, str(src / "model.safetensors"))
+    export_static_query(src, root / "out", source_name="test", source_revision="local", versions={}, reference=None)
+    return src, root / "out", weights
+
+
+def expected(src, weights, texts, max_length):
+    """Distinct tokens (no special tokens, truncated) times their weights, via the transformers tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src)
+    out = np.zeros((len(texts), len(weights)), np.float32)
+    for row, text in enumerate(texts):
+        ids = tok(text, add_special_tokens=False, truncation=max_length is not None, max_length=max_length)["input_ids"]
+        out[row, sorted(set(ids))] = weights[sorted(set(ids))]
+    return out
+
+
+def test_static_query_encoding_matches_token_presence_times_weight(static_folder):
+    src, out, weights = static_folder
+    enc = StaticQueryEncoder(out)
+    m = enc.manifest
+    assert m.kind == "static-query" and m.max_length == tiny_models.MAX_LENGTH and m.vocab_size == len(weights)
+    texts = ["what is splade", "", "Tokyo Tokyo Tokyo is the capital", "sparse retrieval " * 60]
+    got = np.stack([v.to_dense(len(weights)) for v in enc.encode(texts)])
+    np.testing.assert_array_equal(got, expected(src, weights, texts, tiny_models.MAX_LENGTH))
+    whole = np.stack([v.to_dense(len(weights)) for v in enc.encode(texts, truncate=False)])
+    np.testing.assert_array_equal(whole, expected(src, weights, texts, None))
+    vec = enc.encode(["Tokyo is the capital"], top_k=2)[0]
+    assert len(vec) <= 2 and np.all(np.diff(vec.values) <= 0)
+    with pytest.raises(InputTooLongError, match="max length of 64"):
+        enc.tokenizer.check_length(["sparse retrieval " * 60])
+
+
+def test_manifest_kind_defaults_and_is_checked(static_folder, tmp_path):
+    _, out, _ = static_folder
+    data = json.loads((out / "splade.json").read_text())
+    data.pop("kind")
+    (tmp_path / "splade.json").write_text(json.dumps(data))
+    for name in ("query_weights.npy", "tokenizer.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    assert load_manifest(tmp_path).kind == "splade", "manifests written before `kind` existed are SPLADE graphs"
+    data["kind"] = "colbert"
+    (tmp_path / "splade.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="unknown model kind 'colbert'"):
+        load_manifest(tmp_path)
+
+
+def test_negative_or_missing_weights_are_refused(static_folder, tmp_path):
+    src, _, weights = static_folder
+    bad = tmp_path / "bad"
+    tiny_models.save_tokenizer(tiny_models.wordpiece(), bad, bpe=False)
+    save_file({"weight": -weights}, str(bad / "model.safetensors"))
+    with pytest.raises(ValueError, match="negative weights"):
+        export_static_query(bad, tmp_path / "o", source_name="b", source_revision="", versions={}, reference=None)
+    (bad / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="without model.safetensors"):
+        export_static_query(bad, tmp_path / "o", source_name="b", source_revision="", versions={}, reference=None)
