@@ -1,12 +1,10 @@
 """Load generator for `python -m runtime serve`: N concurrent clients, a query/document mix, bounded.
 
-    python -m benchmarks.loadgen --model models/splade-tiny-fp32 --clients 32 --requests 1000 [--triton]
+    python -m benchmarks.loadgen --model models/splade-tiny-fp32 --clients 32 --requests 1000
 
 Starts the server itself on a free loopback port, once with dynamic batching and once without
 (max batch size 1), and reports throughput, latency percentiles, the batch-size distribution from
-/metrics, and a count check that every request got exactly one correct answer. `--triton` adds a
-row for a real Triton server (the `--onnx-backend python` repository of the same model, same batch
-cap and wait) driven over its HTTP/JSON endpoint by the same clients with the same texts.
+/metrics, and a count check that every request got exactly one correct answer.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import json
 import random
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +25,6 @@ import numpy as np
 from benchmarks import corpus
 from benchmarks.compare import machine
 from benchmarks.serverproc import Server
-from export.triton import TritonConfig, write_repository
-from export.triton_server import TritonServer
 from export.validate import top_terms
 from runtime import SparseVector, SpladeEncoder
 
@@ -44,24 +39,16 @@ def workload(n: int, seed: int = 0) -> list[str]:
     return [rng.choice(queries) if rng.random() < 0.7 else rng.choice(docs) for _ in range(n)]
 
 
-def ours(text: str) -> tuple[str, dict]:
+def embed_sparse(text: str) -> tuple[str, dict]:
+    """Our server's request for one text: (path, JSON body)."""
     return "/embed_sparse", {"inputs": text, "truncate": True}
 
 
-def triton(text: str) -> tuple[str, dict]:
-    return "/v2/models/splade/infer", {"inputs": [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "data": [text]}]}
-
-
-def triton_answer(body: dict) -> list[list[dict]]:
-    """Triton's top-k outputs in our server's answer shape (one text: its non-zero weights)."""
-    out = {o["name"]: o["data"] for o in body["outputs"]}
-    return [[{"index": i, "value": v} for i, v in zip(out["indices"], out["values"]) if v > 0]]
-
-
 async def drive(url: str, texts: list[str], clients: int, time_limit: float,
-                request: Callable[[str], tuple[str, dict]] = ours,
+                request: Callable[[str], tuple[str, dict]] = embed_sparse,
                 answer: Callable[[dict], list] = lambda body: body) -> tuple[list, list[float], float]:
-    """Each client sends its share one request at a time; returns answers, latencies, wall time."""
+    """Each client sends its share one request at a time; returns answers, latencies, wall time.
+    `request` makes a text's (path, body); `answer` turns a 200's JSON into our server's answer shape."""
     answers: list = [None] * len(texts)
     latencies: list[float] = []
     next_index = iter(range(len(texts)))
@@ -93,14 +80,6 @@ def batch_histogram(metrics: str) -> dict[str, float]:
     return out
 
 
-def summary(answers: list, latencies: list[float], wall: float) -> dict:
-    lat = np.array(latencies) * 1000
-    done = [a for a in answers if isinstance(a, list)]
-    return {"requests_sent": len(latencies), "answered_200": len(done), "throughput_rps": len(done) / wall,
-            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99)), "_answers": answers}
-
-
 def run(model: Path, texts: list[str], *, clients: int, batching: bool, time_limit: float) -> dict:
     flags = ["--max-concurrent-requests", str(clients * 2), "--max-client-batch-size", "1"]
     flags += ["--max-batch-size", "32", "--max-wait-ms", "5"] if batching else ["--max-batch-size", "1", "--max-wait-ms", "0"]
@@ -110,24 +89,14 @@ def run(model: Path, texts: list[str], *, clients: int, batching: bool, time_lim
         metrics = httpx.get(server.url + "/metrics").text
     finally:
         server.stop()
-    return {"server": "runtime serve", "dynamic_batching": batching, "clients": clients,
-            **summary(answers, latencies, wall), "batch_requests_histogram": batch_histogram(metrics)}
-
-
-def run_triton(model: Path, texts: list[str], *, clients: int, time_limit: float) -> dict:
-    """The same load against Triton's `splade` ensemble (Python-backend ONNX model, CPU): batch cap 32
-    and a 5 ms queue delay, as our server's batching run; batch sizes from Triton's statistics."""
-    with tempfile.TemporaryDirectory(prefix="loadgen-triton-") as tmp:
-        repo = write_repository(model, tmp, TritonConfig(onnx_backend="python", max_batch_size=32,
-                                                         preferred_batch_sizes=(8, 16, 32), max_queue_delay_us=5000))
-        with TritonServer(repo, ready_timeout=120) as server:
-            url = f"http://{server.http_url}"
-            answers, latencies, wall = asyncio.run(drive(url, texts, clients, time_limit, triton, triton_answer))
-            with httpx.Client() as http:  # closed before the server stops (Triton waits for open connections)
-                stats = http.get(f"{url}/v2/models/splade_onnx/stats").json()["model_stats"][0]
-    sizes = {str(b["batch_size"]): float(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
-    return {"server": "triton (python backend)", "dynamic_batching": True, "clients": clients,
-            **summary(answers, latencies, wall), "batch_requests_histogram": sizes}
+    lat = np.array(latencies) * 1000
+    done = [a for a in answers if isinstance(a, list)]
+    return {
+        "dynamic_batching": batching, "clients": clients, "requests_sent": len(latencies), "answered_200": len(done),
+        "throughput_rps": len(done) / wall, "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99)),
+        "batch_requests_histogram": batch_histogram(metrics), "_answers": answers,
+    }
 
 
 def agrees(answer: list[dict], vec, vocab: int, exact: bool) -> bool:
@@ -147,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=120, help="seconds per run at most. Default: %(default)s")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="loadgen", help="result file stem. Default: %(default)s")
-    p.add_argument("--triton", action="store_true",
-                   help="add a real Triton server's row (needs .venv-triton from `make setup`)")
     args = p.parse_args(argv)
     texts = workload(args.requests)
     encoder = SpladeEncoder(args.model, provider="cpu")
@@ -156,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     vocab = encoder.manifest.vocab_size
     exact = encoder.manifest.precision != "int8"  # dynamic int8 scales depend on the batch's contents
     runs = []
-    for server, batching in [("ours", True), ("ours", False)] + ([("triton", True)] if args.triton else []):
-        if server == "triton":
-            r = run_triton(args.model, texts, clients=args.clients, time_limit=args.time_limit)
-        else:
-            r = run(args.model, texts, clients=args.clients, batching=batching, time_limit=args.time_limit)
+    for batching in (True, False):
+        r = run(args.model, texts, clients=args.clients, batching=batching, time_limit=args.time_limit)
         answers = r.pop("_answers")
         sent = [i for i, a in enumerate(answers) if a is not None]
         r["exactly_one_answer"] = all(isinstance(answers[i], list) and len(answers[i]) == 1 for i in sent)
@@ -174,13 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores); model {args.model}",
              f"Command: `{result['command']}`", "",
-             "| server | dynamic batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | requests per batch "
+             "| dynamic batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | requests per batch "
              "| one answer each | agrees with in-process |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        at = "≤" if r["server"] == "runtime serve" else ""  # our histogram has buckets, Triton's exact sizes
-        hist = ", ".join(f"{at}{k}: {int(v)}" for k, v in r["batch_requests_histogram"].items() if v)
-        lines.append(f"| {r['server']} | {'on' if r['dynamic_batching'] else 'off'} | {r['clients']} | {r['answered_200']}/{r['requests_sent']} "
+        hist = ", ".join(f"≤{k}: {int(v)}" for k, v in r["batch_requests_histogram"].items() if v)
+        lines.append(f"| {'on' if r['dynamic_batching'] else 'off'} | {r['clients']} | {r['answered_200']}/{r['requests_sent']} "
                      f"| {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {hist} "
                      f"| {r['exactly_one_answer']} | {r['matches_in_process']:.1%} |")
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")

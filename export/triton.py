@@ -10,6 +10,7 @@ returning the graph's outputs), so a client sends text.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import shutil
 import sys
@@ -23,8 +24,8 @@ from runtime.manifest import load_manifest
 TOKENIZER_SOURCE = Path(__file__).with_name("triton_tokenizer.py")
 ONNX_MODEL_SOURCE = Path(__file__).with_name("triton_onnx_model.py")
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
-# What the Python-backend ONNX model imports from the runtime (copied, so Triton needs no install).
-RUNTIME_MODULES = ("backend.py", "batching.py", "errors.py", "manifest.py")
+# The Python-backend ONNX model imports these (and what they import in turn) from the runtime.
+ONNX_MODEL_IMPORTS = ("backend", "batching", "manifest")
 OnnxBackend = Literal["onnxruntime", "python"]
 
 
@@ -116,8 +117,25 @@ def ensemble_config(manifest, cfg: TritonConfig) -> str:
     ]) + "\n"
 
 
+def runtime_modules(roots: tuple[str, ...] = ONNX_MODEL_IMPORTS) -> list[str]:
+    """`runtime` modules the roots need, following their `runtime.*` imports (read, not imported)."""
+    needed, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        for node in ast.walk(ast.parse((RUNTIME_DIR / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("runtime."):
+                todo.append(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("runtime.")]
+    return sorted(needed)
+
+
 def write_python_onnx_model(model_dir: Path, version_dir: Path, cfg: TritonConfig) -> None:
-    """`model.py`, the manifest, the provider to plan and the runtime modules it imports."""
+    """`model.py`, the manifest, the provider to plan, and a copy of the runtime modules it imports
+    (a `runtime` package of those alone), so Triton needs only numpy and onnxruntime installed."""
     shutil.copyfile(ONNX_MODEL_SOURCE, version_dir / "model.py")
     shutil.copyfile(model_dir / "splade.json", version_dir / "splade.json")
     provider = "tensorrt" if cfg.tensorrt else "cuda" if cfg.gpu else "cpu"
@@ -126,8 +144,8 @@ def write_python_onnx_model(model_dir: Path, version_dir: Path, cfg: TritonConfi
     vendored = version_dir / "runtime"
     vendored.mkdir(exist_ok=True)
     (vendored / "__init__.py").write_text('"""The runtime modules the Python-backend ONNX model needs."""\n')
-    for name in RUNTIME_MODULES:
-        shutil.copyfile(RUNTIME_DIR / name, vendored / name)
+    for name in runtime_modules():
+        shutil.copyfile(RUNTIME_DIR / f"{name}.py", vendored / f"{name}.py")
 
 
 def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig = TritonConfig()) -> Path:

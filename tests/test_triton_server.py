@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from benchmarks import corpus, loadgen
+from benchmarks import corpus, loadgen, triton_load
 from export.triton import TritonConfig, write_repository
 from export.triton_server import TritonServer, TritonUnavailable
 from runtime import SpladeEncoder
@@ -184,10 +184,10 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, encoder):
 
 
 def test_load_generator_drives_triton_and_checks_every_answer(server, encoder):
-    """benchmarks.loadgen's Triton row: the same client loop, answers in our server's shape, all checked."""
+    """benchmarks.triton_load's Triton row: loadgen's client loop, answers in our server's shape, all checked."""
     texts = loadgen.workload(24)
     answers, latencies, _ = asyncio.run(loadgen.drive(f"http://{server.http_url}", texts, 4, 60,
-                                                      loadgen.triton, loadgen.triton_answer))
+                                                      triton_load.triton_request, triton_load.triton_answer))
     assert len(latencies) == len(texts) and all(isinstance(a, list) and len(a) == 1 for a in answers)
     expected = encoder.encode(texts)
     assert all(loadgen.agrees(a[0], vec, encoder.manifest.vocab_size, exact=True) for a, vec in zip(answers, expected))
