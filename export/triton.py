@@ -139,7 +139,8 @@ def write_python_onnx_model(model_dir: Path, version_dir: Path, cfg: TritonConfi
     shutil.copyfile(ONNX_MODEL_SOURCE, version_dir / "model.py")
     shutil.copyfile(model_dir / "splade.json", version_dir / "splade.json")
     provider = "tensorrt" if cfg.tensorrt else "cuda" if cfg.gpu else "cpu"
-    settings = {"provider": provider, "max_batch_size": cfg.max_batch_size, "threads": None}
+    settings = {"provider": provider, "max_batch_size": cfg.max_batch_size, "threads": None,
+                "cache": cfg.trt_cache_path if cfg.tensorrt else None}
     (version_dir / "onnx_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     vendored = version_dir / "runtime"
     vendored.mkdir(exist_ok=True)

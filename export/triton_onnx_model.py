@@ -35,7 +35,7 @@ class TritonPythonModel:
             options = {settings["provider"]: {"device_id": int(args.get("model_instance_device_id") or 0)}}
         self.backend = Backend(HERE / self.manifest.model_file, self.manifest, provider=settings["provider"],
                                threads=settings.get("threads"), max_batch_size=int(settings["max_batch_size"]),
-                               provider_options=options)
+                               provider_options=options, cache=Path(settings["cache"]) if settings.get("cache") else None)
         self.names = list(self.manifest.inputs)
 
     def read(self, request) -> tuple[np.ndarray, np.ndarray]:

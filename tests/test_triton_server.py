@@ -91,7 +91,8 @@ def test_python_variant_differs_only_in_the_onnx_backend(repo, fp32_dir, tmp_pat
     gpu_cfg = parse(gpu / "splade_onnx" / "config.pbtxt")
     assert gpu_cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert not gpu_cfg.optimization.HasField("execution_accelerators")  # TensorRT comes from the runtime's plan
-    assert json.loads((gpu / "splade_onnx" / "1" / "onnx_settings.json").read_text())["provider"] == "tensorrt"
+    gpu_settings = json.loads((gpu / "splade_onnx" / "1" / "onnx_settings.json").read_text())
+    assert gpu_settings["provider"] == "tensorrt" and gpu_settings["cache"] == "/tmp/splade-trt-cache"
     with pytest.raises(ValueError, match="onnx_backend"):
         TritonConfig(onnx_backend="tensorrt")
     done = subprocess.run([sys.executable, "-m", "export.triton", "--model-dir", str(fp32_dir), "--output",
@@ -168,6 +169,10 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, encoder):
             no_text.set_data_from_numpy(np.zeros((0, 1), dtype=object))
             with pytest.raises(InferenceServerException):
                 client.infer("splade", [no_text])
+            too_many = module.InferInput("TEXT", [33, 1], "BYTES")
+            too_many.set_data_from_numpy(np.array([[b"a"]] * 33, dtype=object))
+            with pytest.raises(InferenceServerException, match="batch-size must be <= 32"):
+                client.infer("splade", [too_many])
             bad_utf8 = module.InferInput("TEXT", [1, 1], "BYTES")
             bad_utf8.set_data_from_numpy(np.array([[b"\xff\xfe"]], dtype=object))
             with pytest.raises(InferenceServerException, match="utf-8"):
