@@ -1,6 +1,7 @@
 # Quick start: `make demo` (setup + export splade-tiny in fp32/fp16/int8 + encode samples), `make test`.
 PYTHON ?= python3
 VENV   := .venv
+TRITON_VENV := .venv-triton
 BIN    := $(VENV)/bin
 MODELS := models
 # The lowest transformers the `export` extra claims; `make test` runs the export and runtime tests on it too.
@@ -10,7 +11,7 @@ OLDEST_TESTS := tests/test_export.py tests/test_runtime.py tests/test_architectu
 
 .PHONY: setup demo test test-latest test-oldest lint bench bench-quick clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(TRITON_VENV)/.installed
 
 # torch==2.13.0 first: it is the CPU build on local disk, and it satisfies the `export` extra's
 # range, so pip never pulls a multi-GB CUDA build.
@@ -27,6 +28,15 @@ $(OLD_VENV)/.installed: pyproject.toml
 	$(OLD_VENV)/bin/pip install -q --upgrade pip
 	$(OLD_VENV)/bin/pip install -q torch==2.13.0
 	$(OLD_VENV)/bin/pip install -q -e ".[cpu,export,tiny,dev]" "transformers==$(OLDEST_TRANSFORMERS)"
+	touch $@
+
+# The real Triton server of the tests and the load comparison (the nvidia-pytriton wheel), in a venv
+# of its own: the wheel's Python backend stub needs numpy<2 (its declared pin), the project's has numpy 2.
+# The stub imports numpy, tokenizers and onnxruntime from it; the project is installed for its pins.
+$(TRITON_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/pip install -q -e ".[cpu,tritonserver]"
 	touch $@
 
 $(MODELS)/splade-tiny-fp32/splade.json: | setup

@@ -17,6 +17,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -39,8 +40,16 @@ def workload(n: int, seed: int = 0) -> list[str]:
     return [rng.choice(queries) if rng.random() < 0.7 else rng.choice(docs) for _ in range(n)]
 
 
-async def drive(url: str, texts: list[str], clients: int, time_limit: float) -> tuple[list, list[float], float]:
-    """Each client sends its share one request at a time; returns answers, latencies, wall time."""
+def embed_sparse(text: str) -> tuple[str, dict]:
+    """Our server's request for one text: (path, JSON body)."""
+    return "/embed_sparse", {"inputs": text, "truncate": True}
+
+
+async def drive(url: str, texts: list[str], clients: int, time_limit: float,
+                request: Callable[[str], tuple[str, dict]] = embed_sparse,
+                answer: Callable[[dict], list] = lambda body: body) -> tuple[list, list[float], float]:
+    """Each client sends its share one request at a time; returns answers, latencies, wall time.
+    `request` makes a text's (path, body); `answer` turns a 200's JSON into our server's answer shape."""
     answers: list = [None] * len(texts)
     latencies: list[float] = []
     next_index = iter(range(len(texts)))
@@ -51,9 +60,10 @@ async def drive(url: str, texts: list[str], clients: int, time_limit: float) -> 
             if time.monotonic() > deadline:
                 return
             start = time.perf_counter()
-            r = await http.post("/embed_sparse", json={"inputs": texts[i], "truncate": True})
+            path, body = request(texts[i])
+            r = await http.post(path, json=body)
             latencies.append(time.perf_counter() - start)
-            answers[i] = r.json() if r.status_code == 200 else r.status_code
+            answers[i] = answer(r.json()) if r.status_code == 200 else r.status_code
 
     start = time.perf_counter()
     limits = httpx.Limits(max_connections=clients)

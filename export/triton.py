@@ -1,23 +1,32 @@
 """`python -m export.triton`: a Triton Inference Server model repository for an exported folder.
 
-Three models: `<name>_onnx` (ONNX Runtime backend, dynamic batching, optional TensorRT
-accelerator), `<name>_tokenizer` (Python backend, text -> ids) and `<name>` (an ensemble taking raw
-strings and returning the graph's outputs), so a client sends text.
+Three models: `<name>_onnx` (dynamic batching; ONNX Runtime's Triton backend with an optional
+TensorRT accelerator, or with `--onnx-backend python` a Python-backend model that runs the graph
+through the runtime's own ONNX Runtime session, for a Triton without that backend),
+`<name>_tokenizer` (Python backend, text -> ids) and `<name>` (an ensemble taking raw strings and
+returning the graph's outputs), so a client sends text.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from runtime.errors import ModelFolderError
 from runtime.manifest import load_manifest
 
 TOKENIZER_SOURCE = Path(__file__).with_name("triton_tokenizer.py")
+ONNX_MODEL_SOURCE = Path(__file__).with_name("triton_onnx_model.py")
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
+# The Python-backend ONNX model imports these (and what they import in turn) from the runtime.
+ONNX_MODEL_IMPORTS = ("backend", "batching", "manifest")
+OnnxBackend = Literal["onnxruntime", "python"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,11 @@ class TritonConfig:
     trt_cache_path: str = "/tmp/splade-trt-cache"
     pad_multiple: int = 16
     tokenizer_instances: int = 2
+    onnx_backend: OnnxBackend = "onnxruntime"
 
     def __post_init__(self):
+        if self.onnx_backend not in ("onnxruntime", "python"):
+            raise ValueError(f"onnx_backend must be 'onnxruntime' or 'python'; got {self.onnx_backend!r}")
         if self.tensorrt and not self.gpu:
             raise ValueError("--tensorrt needs --gpu (TensorRT is a GPU accelerator)")
         if any(b > self.max_batch_size or b < 1 for b in self.preferred_batch_sizes):
@@ -57,7 +69,7 @@ def onnx_config(manifest, cfg: TritonConfig) -> str:
     inputs = [_io(n, "TYPE_INT64", [-1]) for n in manifest.inputs]
     text = [
         f'name: "{cfg.name}_onnx"',
-        'backend: "onnxruntime"',
+        f'backend: "{cfg.onnx_backend}"',
         f"max_batch_size: {cfg.max_batch_size}",
         "input [\n" + ",\n".join(inputs) + "\n]",
         "output [\n" + ",\n".join(_outputs(manifest)) + "\n]",
@@ -66,7 +78,7 @@ def onnx_config(manifest, cfg: TritonConfig) -> str:
         f"  max_queue_delay_microseconds: {cfg.max_queue_delay_us}\n}}",
         f"instance_group [ {{ count: {cfg.instances} kind: {kind} }} ]",
     ]
-    if cfg.tensorrt:
+    if cfg.tensorrt and cfg.onnx_backend == "onnxruntime":
         params = {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30),
                   "trt_engine_cache_enable": "1", "trt_engine_cache_path": cfg.trt_cache_path}
         body = "\n".join(f'        parameters {{ key: "{k}" value: "{v}" }}' for k, v in params.items())
@@ -105,6 +117,38 @@ def ensemble_config(manifest, cfg: TritonConfig) -> str:
     ]) + "\n"
 
 
+def runtime_modules(roots: tuple[str, ...] = ONNX_MODEL_IMPORTS) -> list[str]:
+    """`runtime` modules the roots need, following their `runtime.*` imports (read, not imported)."""
+    needed, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        for node in ast.walk(ast.parse((RUNTIME_DIR / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("runtime."):
+                todo.append(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("runtime.")]
+    return sorted(needed)
+
+
+def write_python_onnx_model(model_dir: Path, version_dir: Path, cfg: TritonConfig) -> None:
+    """`model.py`, the manifest, the provider to plan, and a copy of the runtime modules it imports
+    (a `runtime` package of those alone), so Triton needs only numpy and onnxruntime installed."""
+    shutil.copyfile(ONNX_MODEL_SOURCE, version_dir / "model.py")
+    shutil.copyfile(model_dir / "splade.json", version_dir / "splade.json")
+    provider = "tensorrt" if cfg.tensorrt else "cuda" if cfg.gpu else "cpu"
+    settings = {"provider": provider, "max_batch_size": cfg.max_batch_size, "threads": None,
+                "cache": cfg.trt_cache_path if cfg.tensorrt else None}
+    (version_dir / "onnx_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    vendored = version_dir / "runtime"
+    vendored.mkdir(exist_ok=True)
+    (vendored / "__init__.py").write_text('"""The runtime modules the Python-backend ONNX model needs."""\n')
+    for name in runtime_modules():
+        shutil.copyfile(RUNTIME_DIR / f"{name}.py", vendored / f"{name}.py")
+
+
 def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig = TritonConfig()) -> Path:
     """Write the three-model repository for `model_dir` (a folder from `python -m export`)."""
     model_dir, repo = Path(model_dir), Path(repo)
@@ -115,6 +159,8 @@ def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig 
     for folder in (onnx_dir, tok_dir, ens_dir):
         (folder / "1").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_dir / manifest.model_file, onnx_dir / "1" / "model.onnx")
+    if cfg.onnx_backend == "python":
+        write_python_onnx_model(model_dir, onnx_dir / "1", cfg)
     (onnx_dir / "config.pbtxt").write_text(onnx_config(manifest, cfg))
     shutil.copyfile(model_dir / manifest.tokenizer_file, tok_dir / "1" / "tokenizer.json")
     shutil.copyfile(TOKENIZER_SOURCE, tok_dir / "1" / "model.py")
@@ -135,8 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preferred-batch-sizes", type=int, nargs="+", default=[8, 16, 32], help="Default: %(default)s")
     p.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay. Default: %(default)s")
     p.add_argument("--instances", type=int, default=1, help="ONNX model instances. Default: %(default)s")
+    p.add_argument("--onnx-backend", choices=["onnxruntime", "python"], default="onnxruntime",
+                   help="how Triton runs the graph: ONNX Runtime's Triton backend, or a Python-backend model "
+                        "running the runtime's ONNX Runtime session (no onnxruntime backend needed). Default: %(default)s")
     p.add_argument("--gpu", action="store_true", help="KIND_GPU instances (default KIND_CPU)")
-    p.add_argument("--tensorrt", action="store_true", help="TensorRT accelerator, fp16, engine cache (needs --gpu)")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="TensorRT accelerator, fp16, engine cache (needs --gpu); with --onnx-backend python, "
+                        "ONNX Runtime's TensorRT provider with the runtime's own options")
     p.add_argument("--trt-cache-path", default="/tmp/splade-trt-cache", help="engine cache in the container")
     p.add_argument("--pad-multiple", type=int, default=16,
                    help="tokenizer pads each request to a multiple of this, so similar lengths batch together")
@@ -145,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TritonConfig(name=args.name, max_batch_size=args.max_batch_size,
                            preferred_batch_sizes=tuple(args.preferred_batch_sizes),
                            max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, gpu=args.gpu,
-                           tensorrt=args.tensorrt, trt_cache_path=args.trt_cache_path, pad_multiple=args.pad_multiple)
+                           tensorrt=args.tensorrt, trt_cache_path=args.trt_cache_path, pad_multiple=args.pad_multiple,
+                           onnx_backend=args.onnx_backend)
         repo = write_repository(args.model_dir, args.output, cfg)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
