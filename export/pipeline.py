@@ -156,6 +156,7 @@ def export_model(cfg: ExportConfig) -> Manifest:
         fusions=fusions,
         versions=library_versions(),
         validation=validation,
+        position_limit=limit,
     )
     manifest.write(out)
     for precision, fid in results.items():

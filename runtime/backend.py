@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.batching import Batch
-from runtime.errors import ProviderError
+from runtime.errors import ModelFolderError, ProviderError
 from runtime.manifest import Manifest
 
 log = logging.getLogger("runtime")
@@ -144,6 +144,9 @@ class Backend:
                     providers=[plan.entry()] + ([] if name == "cpu" else [("CPUExecutionProvider", {})]),
                 )
             except Exception as exc:  # a provider whose libraries are missing fails here
+                if type(exc).__name__ in ("InvalidProtobuf", "InvalidGraph"):  # the file, on any provider
+                    raise ModelFolderError(f"{model_path}: ONNX Runtime cannot load this model "
+                                           f"({str(exc).splitlines()[0][:200]}); re-export it") from None
                 reasons[name] = f"session creation failed: {str(exc).splitlines()[0][:300]}"
                 continue
             if session.get_providers()[0] != plan.ort_name:

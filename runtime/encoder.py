@@ -19,6 +19,8 @@ DEFAULT_MAX_BATCH_TOKENS = 16384
 # encode() works through a call this many texts at a time, trimming the heap between chunks: peak
 # memory then follows the chunk, not the call (docs/limits.md has the measured bounds).
 CHUNK_TEXTS = 1024
+# ...and after any run this large (padded tokens), whose activations are what fragments the heap.
+TRIM_AFTER_TOKENS = 8192
 
 
 class SpladeEncoder:
@@ -112,6 +114,9 @@ class SpladeEncoder:
                 raise RuntimeError(f"graph returned {len(vectors)} rows for a batch of {len(rows)}")
             for r, vec in zip(batch.rows, vectors):
                 out[r] = vec
+            if batch.tokens >= TRIM_AFTER_TOKENS:
+                del outputs
+                release_memory()
         return out  # type: ignore[return-value]
 
     @staticmethod
