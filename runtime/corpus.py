@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Literal
 
 from runtime.checks import check_texts
 from runtime.encoder import SpladeEncoder
+from runtime.errors import InputTooLongError
 from runtime.sparse import SparseVector
 
 Format = Literal["tokens", "indices"]
@@ -142,8 +144,14 @@ def encode_corpus(encoder: SpladeEncoder, src: Path, dst: Path, *, fmt: Format =
     started = time.monotonic()
 
     def flush(rows: list[tuple[DocId, str]], out) -> None:
-        vectors = encoder.encode([t for _, t in rows], batch_size=batch_size, top_k=top_k,
-                                 threshold=threshold, truncate=truncate)
+        try:
+            vectors = encoder.encode([t for _, t in rows], batch_size=batch_size, top_k=top_k,
+                                     threshold=threshold, truncate=truncate)
+        except InputTooLongError as exc:  # name the text by its id, not its place in this chunk
+            found = re.search(r"texts\[(\d+)\]", str(exc))
+            doc = id_key(rows[int(found.group(1))][0]) if found else "?"
+            detail = re.sub(r"texts\[\d+\] ", "", str(exc), count=1)
+            raise InputTooLongError(f"{src}: id {doc}: {detail}") from None
         out.write("".join(json.dumps(record(encoder, i, v, fmt)) + "\n" for (i, _), v in zip(rows, vectors)))
         out.flush()
         os.fsync(out.fileno())

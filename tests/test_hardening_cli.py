@@ -113,3 +113,10 @@ def test_lone_surrogate_names_file_and_line(fp32_dir, tmp_path):
     done = encode(fp32_dir, src, tmp_path / "out.jsonl")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{src}:2: 'text' holds an unpaired UTF-16 surrogate at character 4" in done.stderr
+
+
+def test_window_cap_names_the_id(fp32_dir, tmp_path):
+    long = "Sparse retrieval with learned term weights. " * 4000  # far over 32 windows
+    src = corpus(tmp_path / "in.jsonl", [{"id": "short", "text": "x"}, {"id": "long", "text": long}])
+    done = encode(fp32_dir, src, tmp_path / "out.jsonl", "--no-truncate")
+    assert done.returncode == 1 and f'{src}: id "long": needs' in done.stderr and "max_windows=32" in done.stderr
