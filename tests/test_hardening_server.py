@@ -149,3 +149,16 @@ def test_concurrent_valid_requests_unaffected_by_bad_ones(server, encoder):
     for r, vec in zip(responses[: len(texts)], expected, strict=True):
         assert r.status_code == 200 and np.array_equal(r.json()["data"][0]["indices"], vec.indices)
     assert [r.status_code for r in responses[len(texts):]] == [422, 422, 413]
+
+
+def test_serve_defaults_bind_loopback_and_read_server_limits():
+    from runtime.__main__ import build_parser
+    from runtime.limits import ServerLimits
+
+    args = build_parser().parse_args(["serve", "--model", "m"])
+    assert args.host == "127.0.0.1"
+    defaults = ServerLimits()
+    for name in ("max_batch_tokens", "max_batch_size", "max_wait_ms", "max_concurrent_requests",
+                 "max_client_batch_size", "payload_limit", "max_windows"):
+        assert getattr(args, name) == getattr(defaults, name)
+    assert defaults.payload_limit == 2_000_000
