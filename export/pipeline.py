@@ -221,6 +221,7 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
         fusions=fusions,
         versions=library_versions(),
         validation=validation,
+        position_limit=limit,
     )
     manifest.write(out)
     for precision, fid in results.items():

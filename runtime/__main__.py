@@ -34,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--batch-size", type=int, default=32, help="texts per batch. Default: %(default)s")
     enc.add_argument("--input", type=Path, help='JSONL corpus, one {"id": ..., "text": ...} per line')
     enc.add_argument("--output", type=Path, help="JSONL to append to; ids already there are skipped (resume)")
-    enc.add_argument("--format", choices=["tokens", "indices"], default="tokens",
-                     help='output rows: {"id", "vector": {token: weight}} or {"id", "indices", "values"}')
+    enc.add_argument("--format", choices=["tokens", "indices"], default=None,
+                     help='output rows: {"id", "vector": {token: weight}} (default) or {"id", "indices", "values"}; '
+                          "with --ray only indices (the columns Ray writes)")
+    enc.add_argument("--keep-first-duplicate", action="store_true",
+                     help="a repeated id keeps its first text and skips the rest (default: refuse, naming both lines)")
     ray = enc.add_argument_group("Ray Data (the `ray` extra): --input/--output are Parquet or JSONL files or folders")
     ray.add_argument("--ray", action="store_true", help="encode on a Ray cluster (local if none is running)")
     ray.add_argument("--num-actors", type=int, default=1, help="actors, each holding one model. Default: %(default)s")
@@ -62,15 +65,20 @@ def _encode(args) -> int:
 
         if not args.input:
             raise SystemExit("error: --ray needs --input and --output")
+        if args.format == "tokens":
+            raise SystemExit("error: --format tokens is not available with --ray (it writes indices and values columns)")
+        if args.keep_first_duplicate:
+            raise SystemExit("error: --keep-first-duplicate is not available with --ray; remove the repeated ids")
         n = encode_files(args.model, args.input, args.output, num_actors=args.num_actors, batch_size=args.batch_size,
                          num_gpus_per_actor=args.num_gpus_per_actor, provider=args.provider, top_k=args.top_k,
-                         truncate=not args.no_truncate)
+                         truncate=not args.no_truncate, threshold=args.threshold, threads=args.threads)
         print(f"encoded {n} texts into {args.output}", file=sys.stderr)
         return 0
     encoder = open_encoder(args.model, args.provider, threads=args.threads)
     if args.input:
-        n = encode_corpus(encoder, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
-                          top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate)
+        n = encode_corpus(encoder, args.input, args.output, fmt=args.format or "tokens", batch_size=args.batch_size,
+                          top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate,
+                          keep_first_duplicate=args.keep_first_duplicate)
         print(f"encoded {n} new texts into {args.output}", file=sys.stderr)
         return 0
     vectors = encoder.encode(args.texts, batch_size=args.batch_size, top_k=args.top_k,

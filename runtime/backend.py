@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from runtime.batching import Batch, Buckets
 from runtime.cuda_graphs import SKIP_GRAPH, CudaGraphs
-from runtime.errors import ProviderError
+from runtime.errors import ModelFolderError, ProviderError
 from runtime.manifest import Manifest
 
 log = logging.getLogger("runtime")
@@ -157,6 +157,9 @@ class Backend:
             try:
                 session = _session(model_path, plan, threads)
             except Exception as exc:  # a provider whose libraries are missing fails here
+                if type(exc).__name__ in ("InvalidProtobuf", "InvalidGraph"):  # the file, on any provider
+                    raise ModelFolderError(f"{model_path}: ONNX Runtime cannot load this model "
+                                           f"({str(exc).splitlines()[0][:200]}); re-export it") from None
                 reasons[name] = f"session creation failed: {str(exc).splitlines()[0][:300]}"
                 if not plan.cuda_graphs:
                     continue

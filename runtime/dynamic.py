@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from runtime.checks import check_positive_int, check_texts, check_threshold, check_top_k
 from runtime.encoder import SpladeEncoder
 from runtime.sparse import SparseVector
-from runtime.tokenize import Tokenized, check_texts
+from runtime.tokenize import Tokenized
+
+log = logging.getLogger("runtime")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
     tokenized: Tokenized
     n_texts: int
@@ -23,10 +27,25 @@ class _Request:
     threshold: float
     future: cf.Future = field(default_factory=cf.Future)
     enqueued: float = field(default_factory=time.monotonic)
+    done: int = 0  # sequences already run; a long request is run a batch at a time
+    rows: list[SparseVector] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ready = self.enqueued  # when it (re)joined the queue: its batch deadline counts from here
+        self.lengths = self.tokenized.lengths
 
     @property
-    def tokens(self) -> int:
-        return int(self.tokenized.lengths.sum())
+    def remaining(self) -> int:
+        return len(self.tokenized.sequences) - self.done
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Sequences [start, end) of one request, run in one gathered batch."""
+
+    request: _Request
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -41,10 +60,25 @@ class BatchStats:
 
 
 def gather(first: _Request, pending: queue.Queue, *, max_batch_size: int, max_batch_tokens: int,
-           deadline: float) -> tuple[list[_Request], _Request | None]:
-    """Take requests until the deadline or a cap; returns the batch and a request that did not fit."""
-    batch, sequences, tokens = [first], len(first.tokenized.sequences), first.tokens
-    while sequences < max_batch_size and tokens < max_batch_tokens:
+           deadline: float) -> tuple[list[_Part], _Request | None]:
+    """Take requests until the deadline or a cap; returns the batch and a request that did not fit.
+
+    Tokens are counted padded (batch × longest), as `batching.plan` counts them. A request larger
+    than the caps is taken a slice at a time (at least one sequence): the rest goes back to the queue
+    after the run, behind whatever arrived meanwhile, so short requests interleave with long ones.
+    """
+    lengths = first.lengths
+    end, longest = first.done, 0
+    while end < len(lengths) and end - first.done < max_batch_size:
+        candidate = max(longest, int(lengths[end]))
+        if end > first.done and candidate * (end - first.done + 1) > max_batch_tokens:
+            break
+        longest, end = candidate, end + 1
+    batch = [_Part(first, first.done, end)]
+    if end < len(lengths):
+        return batch, None
+    count = end - first.done
+    while count < max_batch_size and count * longest < max_batch_tokens:
         try:
             req = pending.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
@@ -52,19 +86,20 @@ def gather(first: _Request, pending: queue.Queue, *, max_batch_size: int, max_ba
         if req is None:  # close() sentinel: put it back for the loop to see
             pending.put(None)
             break
-        n = len(req.tokenized.sequences)
-        if sequences + n > max_batch_size or tokens + req.tokens > max_batch_tokens:
+        n, req_longest = req.remaining, int(req.lengths[req.done:].max())
+        if count + n > max_batch_size or (count + n) * max(longest, req_longest) > max_batch_tokens:
             return batch, req
-        batch.append(req)
-        sequences, tokens = sequences + n, tokens + req.tokens
+        batch.append(_Part(req, req.done, len(req.lengths)))
+        count, longest = count + n, max(longest, req_longest)
     return batch, None
 
 
 class DynamicBatcher:
     """Runs one encoder on a worker thread; callers from any thread or event loop share its batches.
 
-    A batch starts when `max_batch_size` sequences or `max_batch_tokens` tokens are waiting, or
-    `max_wait_ms` after its first request arrived. Each caller gets exactly its own rows back;
+    A batch starts when `max_batch_size` sequences or `max_batch_tokens` tokens (batch × longest,
+    padded) are waiting, or `max_wait_ms` after its first request arrived. A request larger than
+    one batch runs a batch at a time, taking turns with requests that arrive meanwhile. Each caller gets exactly its own rows back;
     a failing batch fails only its own requests, and the worker keeps going.
 
     Example:
@@ -89,17 +124,30 @@ class DynamicBatcher:
         self._worker.start()
 
     def submit(self, texts: str | Sequence[str], *, top_k: int | None = None, threshold: float = 0.0,
-               truncate: bool = True) -> cf.Future:
-        """Queue texts (tokenized here, in the caller's thread); the future yields list[SparseVector]."""
-        texts = check_texts(texts)
-        if top_k is not None and top_k < 1:
-            raise ValueError("top_k must be >= 1 (or None for every non-zero term)")
-        req = _Request(self.encoder.tokenizer.encode(texts, truncate=truncate), len(texts), top_k, threshold)
+               truncate: bool = True, max_windows: int | None = None, name: str = "texts") -> cf.Future:
+        """Queue texts; the future yields list[SparseVector].
+
+        Every argument is checked and the texts tokenized here, in the caller's thread, so a bad
+        argument or an over-long text raises to its own caller and never reaches a shared batch.
+        `name` is how error messages call the texts (the server says "inputs").
+
+        Raises:
+            TypeError, ValueError: bad texts or arguments (InputTooLongError beyond `max_windows`).
+            RuntimeError: the batcher is closed.
+        """
+        texts = check_texts(texts, name)
+        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
+        if not isinstance(truncate, bool):
+            raise ValueError(f"truncate must be a bool, got {truncate!r}")
+        if max_windows is not None:
+            check_positive_int(max_windows, "max_windows")
+        req = _Request(self.encoder.tokenizer.encode(texts, truncate=truncate, max_windows=max_windows, name=name),
+                       len(texts), top_k, threshold)
         if not texts:
             req.future.set_result([])
             return req.future
         with self._lock:
-            if self._closed:
+            if self._closed or not self._worker.is_alive():
                 raise RuntimeError("DynamicBatcher is closed")
             self._pending.put(req)
         return req.future
@@ -134,30 +182,52 @@ class DynamicBatcher:
             if first is None:
                 if self._pending.empty():
                     return
+                self._pending.put(None)  # requests re-queued after close() still finish first
                 continue
-            batch, carry = gather(first, self._pending, max_batch_size=self.max_batch_size,
-                                  max_batch_tokens=self.max_batch_tokens, deadline=first.enqueued + self.max_wait)
-            self._run(batch)
+            batch: list[_Part] = [_Part(first, first.done, first.done)]
+            try:
+                batch, carry = gather(first, self._pending, max_batch_size=self.max_batch_size,
+                                      max_batch_tokens=self.max_batch_tokens, deadline=first.ready + self.max_wait)
+                self._run(batch)
+            except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
+                log.exception("batcher: unexpected failure; failing its batch")
+                for part in batch:
+                    if not part.request.future.done():
+                        part.request.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Part]) -> None:
         started = time.monotonic()
+        sequences = [s for p in batch for s in p.request.tokenized.sequences[p.start: p.end]]
         try:
-            sequences = [s for req in batch for s in req.tokenized.sequences]
             rows = self.encoder.infer(sequences, batch_size=self.max_batch_size)
-            offset = 0
-            for req in batch:
-                n = len(req.tokenized.sequences)
-                mine = rows[offset: offset + n]
-                offset += n
-                req.future.set_result(SpladeEncoder.collect(req.tokenized, mine, n_texts=req.n_texts,
-                                                            top_k=req.top_k, threshold=req.threshold))
-        except Exception as exc:  # answer every caller; keep the worker alive
-            for req in batch:
-                if not req.future.done():
-                    req.future.set_exception(exc)
+        except Exception as exc:  # answer every caller in this batch; keep the worker alive
+            for part in batch:
+                if not part.request.future.done():
+                    part.request.future.set_exception(exc)
             return
+        offset = 0
+        for part in batch:
+            req, n = part.request, part.end - part.start
+            req.rows.extend(rows[offset: offset + n])
+            req.done, offset = part.end, offset + n
+            if req.remaining:
+                req.ready = time.monotonic()
+                self._pending.put(req)  # behind whatever arrived meanwhile
+                continue
+            try:  # one request's failure stays its own
+                req.future.set_result(SpladeEncoder.collect(req.tokenized, req.rows, n_texts=req.n_texts,
+                                                            top_k=req.top_k, threshold=req.threshold))
+            except Exception as exc:
+                req.future.set_exception(exc)
         if self.on_batch is not None:
-            self.on_batch(BatchStats(
-                requests=len(batch), sequences=len(sequences), tokens=sum(r.tokens for r in batch),
-                queue_waits=tuple(started - r.enqueued for r in batch), infer_seconds=time.monotonic() - started,
-            ))
+            stats = BatchStats(
+                requests=len(batch), sequences=len(sequences),
+                tokens=sum(int(p.request.lengths[p.start: p.end].sum()) for p in batch),
+                queue_waits=tuple(started - p.request.ready for p in batch), infer_seconds=time.monotonic() - started,
+            )
+            try:
+                self.on_batch(stats)
+            except Exception:  # a callback must never stop the worker
+                log.exception("batcher: on_batch callback raised; the worker goes on")

@@ -10,11 +10,18 @@ import numpy as np
 from runtime import batching
 from runtime.backend import Backend, ProviderName, ProviderOptions
 from runtime.batching import Buckets
+from runtime.checks import DEFAULT_MAX_WINDOWS, check_positive_int, check_texts, check_threshold, check_top_k
 from runtime.manifest import Manifest, load_manifest
+from runtime.memory import release_memory
 from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score
-from runtime.tokenize import TextTokenizer, Tokenized, check_texts
+from runtime.tokenize import TextTokenizer, Tokenized
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
+# encode() works through a call this many texts at a time, trimming the heap between chunks: peak
+# memory then follows the chunk, not the call (docs/limits.md has the measured bounds).
+CHUNK_TEXTS = 1024
+# ...and after any run this large (padded tokens), whose activations are what fragments the heap.
+TRIM_AFTER_TOKENS = 8192
 
 
 class SpladeEncoder:
@@ -32,6 +39,8 @@ class SpladeEncoder:
         threads: intra-op threads (default: the cores this process may use).
         max_batch_tokens: cap on batch × longest sequence per run, bounding activation memory.
         window_stride: overlap in tokens between windows when `truncate=False` (default max_length/4).
+        max_windows: windows one text may take when `truncate=False`; a longer text raises
+            InputTooLongError (a ValueError) instead of holding the encoder for seconds.
         provider_options: ONNX Runtime options per provider, on top of ours, e.g.
             `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours.
             On CUDA, small batches run as captured CUDA graphs (`enable_cuda_graph`, on by default;
@@ -43,12 +52,14 @@ class SpladeEncoder:
     def __init__(self, path: str | Path, provider: ProviderName = "auto", *, threads: int | None = None,
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_batch_size: int = 64,
                  window_stride: int | None = None, cache_dir: str | Path | None = None,
-                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None):
+                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None,
+                 max_windows: int = DEFAULT_MAX_WINDOWS):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
         self.max_batch_tokens = max_batch_tokens
         self.tokenizer = TextTokenizer(self.path / self.manifest.tokenizer_file,
-                                       max_length=self.manifest.max_length, stride=window_stride)
+                                       max_length=self.manifest.max_length, stride=window_stride,
+                                       max_windows=max_windows)
         self.backend = Backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
                                threads=threads, max_batch_size=max_batch_size,
                                cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options,
@@ -64,22 +75,37 @@ class SpladeEncoder:
         return self.manifest.max_length
 
     def encode(self, texts: str | Sequence[str], *, batch_size: int = 32, top_k: int | None = None,
-               threshold: float = 0.0, truncate: bool = True, sort_by_length: bool = True) -> list[SparseVector]:
+               threshold: float = 0.0, truncate: bool = True, sort_by_length: bool = True,
+               max_windows: int | None = None) -> list[SparseVector]:
         """Encode texts; returns one SparseVector per text, in the caller's order.
 
         An empty or whitespace-only text gives the vector of `[CLS] [SEP]` alone, as the
         reference implementations do. `truncate=False` encodes over-long texts as overlapping
-        windows and max-merges them.
+        windows and max-merges them, up to `max_windows` per text (default: the encoder's).
+        Texts are cut at `max_length × 32` characters before tokenizing when truncating (see
+        `runtime.checks.CHARS_PER_TOKEN`), and a call is worked through `CHUNK_TEXTS` at a time.
 
         Raises:
             TypeError: an item is not a str (the message names its position).
+            ValueError: an argument is out of range, or `texts[i]` holds a lone surrogate.
+            InputTooLongError: with `truncate=False`, `texts[i]` needs more than `max_windows` windows.
         """
         texts = check_texts(texts)
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        tokenized = self.tokenizer.encode(texts, truncate=truncate)
-        rows = self.infer(tokenized.sequences, batch_size=batch_size, sort=sort_by_length)
-        return self.collect(tokenized, rows, n_texts=len(texts), top_k=top_k, threshold=threshold)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
+        if max_windows is not None:
+            check_positive_int(max_windows, "max_windows")
+        out: list[SparseVector] = []
+        for start in range(0, len(texts), CHUNK_TEXTS):
+            part = texts[start: start + CHUNK_TEXTS]
+            tokenized = self.tokenizer.encode(part, truncate=truncate, max_windows=max_windows,
+                                              name="texts", first_index=start)
+            rows = self.infer(tokenized.sequences, batch_size=batch_size, sort=sort_by_length)
+            out.extend(self.collect(tokenized, rows, n_texts=len(part), top_k=top_k, threshold=threshold))
+            del tokenized, rows
+            if len(texts) > CHUNK_TEXTS:
+                release_memory()
+        return out
 
     def infer(self, sequences: Sequence[np.ndarray], *, batch_size: int = 32, sort: bool = True) -> list[SparseVector]:
         """Run token sequences through the graph; one unpruned SparseVector per sequence."""
@@ -95,14 +121,16 @@ class SpladeEncoder:
                 raise RuntimeError(f"graph returned {len(vectors)} rows for a batch of {len(rows)}")
             for r, vec in zip(batch.rows, vectors):
                 out[r] = vec
+            if batch.tokens >= TRIM_AFTER_TOKENS:
+                del outputs
+                release_memory()
         return out  # type: ignore[return-value]
 
     @staticmethod
     def collect(tokenized: Tokenized, rows: Sequence[SparseVector], *, n_texts: int, top_k: int | None,
                 threshold: float) -> list[SparseVector]:
         """Per-sequence vectors -> per-text vectors: windows max-merged, then pruned."""
-        if top_k is not None and top_k < 1:
-            raise ValueError("top_k must be >= 1 (or None for every non-zero term)")
+        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
         parts: list[list[SparseVector]] = [[] for _ in range(n_texts)]
         for owner, vec in zip(tokenized.owners, rows):
             parts[owner].append(vec)

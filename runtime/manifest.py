@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from runtime.errors import ModelFolderError
@@ -20,6 +21,10 @@ Pooling = Literal["max", "sum"]
 # vector), applied to the tokens a query contains without running any graph (inference-free queries).
 Kind = Literal["splade", "static-query"]
 KINDS = ("splade", "static-query")
+# max_length of a manifest that does not record its graph's position limit (older exports): no
+# encoder this runtime exports has more positions, and a larger value would fail inside the graph.
+MAX_LENGTH_CEILING = 8192
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -60,6 +65,7 @@ class Manifest:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     kind: Kind = "splade"
+    position_limit: int | None = None  # the graph's position embeddings: max_length may not exceed it
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -71,6 +77,42 @@ class Manifest:
         path = Path(folder) / MANIFEST_NAME
         path.write_text(self.to_json())
         return path
+
+    def problem(self) -> str | None:
+        """What is wrong with the fields' types or ranges, or None: checked at load, so that a hand-edited
+        manifest fails here, naming the field, rather than inside the tokenizer or ONNX Runtime."""
+        def is_int(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for name in ("source_model", "source_revision", "architecture", "model_file", "tokenizer_file"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                return f"{name} must be a non-empty string, got {getattr(self, name)!r}"
+        if self.pooling not in ("max", "sum") or self.precision not in ("fp32", "fp16", "int8"):
+            return f"unknown pooling {self.pooling!r} or precision {self.precision!r}"
+        for name in ("top_k", "max_length", "vocab_size", "opset", "pad_token_id"):
+            if not is_int(getattr(self, name)):
+                return f"{name} must be an integer, got {getattr(self, name)!r}"
+        if self.vocab_size < 1 or not 0 <= self.pad_token_id < self.vocab_size or not 0 <= self.top_k <= self.vocab_size:
+            return (f"vocab_size {self.vocab_size}, pad_token_id {self.pad_token_id} and top_k {self.top_k} must satisfy "
+                    f"vocab_size >= 1, 0 <= pad_token_id < vocab_size, 0 <= top_k <= vocab_size")
+        if self.position_limit is not None and (not is_int(self.position_limit) or self.position_limit < 4):
+            return f"position_limit must be an integer >= 4, got {self.position_limit!r}"
+        ceiling = self.position_limit or MAX_LENGTH_CEILING
+        if not 4 <= self.max_length <= ceiling:
+            return f"max_length {self.max_length} must be between 4 and the graph's position limit {ceiling}"
+        if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
+            return "sha256 must be 64 lowercase hex digits"
+        if not all(isinstance(n, str) for n in (*self.inputs, *self.outputs)):
+            return "inputs and outputs must be lists of names"
+        for name in ("fusions", "versions", "validation"):
+            if not isinstance(getattr(self, name), dict):
+                return f"{name} must be a JSON object"
+        for name in ("model_file", "tokenizer_file"):
+            value = getattr(self, name)
+            posix, windows = PurePosixPath(value), PureWindowsPath(value)
+            if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ".." in windows.parts:
+                return f"{name} {value!r} must be a path inside the model folder"
+        return None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
@@ -84,15 +126,18 @@ class Manifest:
         known = set(cls.__dataclass_fields__)
         try:
             kwargs = {k: v for k, v in data.items() if k in known}
-            kwargs["inputs"] = tuple(kwargs["inputs"])
-            kwargs["outputs"] = tuple(kwargs["outputs"])
+            for name in ("inputs", "outputs"):
+                if not isinstance(kwargs[name], list):
+                    raise TypeError(f"{name} must be a list")
+                kwargs[name] = tuple(kwargs[name])
             manifest = cls(**kwargs)
         except (KeyError, TypeError) as exc:
             raise ModelFolderError(f"{where}: malformed manifest ({exc})") from exc
         if manifest.kind not in KINDS:
             raise ModelFolderError(f"{where}: unknown model kind {manifest.kind!r} (this runtime reads {', '.join(KINDS)})")
-        if manifest.pooling not in ("max", "sum") or manifest.precision not in ("fp32", "fp16", "int8"):
-            raise ModelFolderError(f"{where}: unknown pooling or precision in manifest")
+        problem = manifest.problem()
+        if problem:
+            raise ModelFolderError(f"{where}: {problem}")
         expected = ("weights",) if manifest.top_k == 0 else ("values", "indices")
         if manifest.outputs != expected:
             raise ModelFolderError(f"{where}: outputs {manifest.outputs} do not match top_k={manifest.top_k}")

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 from runtime.backend import AUTO_ORDER
+from runtime.limits import ServerLimits
+
+_D = ServerLimits()  # every default below is read from the dataclass, never repeated
 
 
 def add_serve_parser(sub) -> argparse.ArgumentParser:
@@ -16,11 +19,21 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("--host", default="127.0.0.1", help="Default: %(default)s")
     p.add_argument("--port", type=int, default=8080, help="Default: %(default)s")
-    p.add_argument("--max-batch-tokens", type=int, default=16384, help="tokens (batch × longest) per inference batch")
-    p.add_argument("--max-batch-size", type=int, default=32, help="sequences per inference batch")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
-    p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
-    p.add_argument("--max-client-batch-size", type=int, default=32, help="inputs per request before 413")
+    p.add_argument("--max-batch-tokens", type=int, default=_D.max_batch_tokens,
+                   help="padded tokens (batch × longest sequence) per inference batch, in the batcher's gather "
+                        "and in each run. Default: %(default)s")
+    p.add_argument("--max-batch-size", type=int, default=_D.max_batch_size,
+                   help="sequences per inference batch. Default: %(default)s")
+    p.add_argument("--max-wait-ms", type=float, default=_D.max_wait_ms,
+                   help="how long a batch waits for more requests. Default: %(default)s")
+    p.add_argument("--max-concurrent-requests", type=int, default=_D.max_concurrent_requests,
+                   help="requests in flight before 429. Default: %(default)s")
+    p.add_argument("--max-client-batch-size", type=int, default=_D.max_client_batch_size,
+                   help="inputs per request before 413. Default: %(default)s")
+    p.add_argument("--payload-limit", type=int, default=_D.payload_limit,
+                   help="request body bytes before 413, checked before parsing. Default: %(default)s")
+    p.add_argument("--max-windows", type=int, default=_D.max_windows,
+                   help="windows per text with `windows: true` before 413. Default: %(default)s")
     return p
 
 
@@ -32,8 +45,14 @@ def run_server(args) -> int:
 
     limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
                           max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
-                          max_client_batch_size=args.max_client_batch_size)
-    kwargs = dict(threads=args.threads, max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size)
+                          max_client_batch_size=args.max_client_batch_size, payload_limit=args.payload_limit,
+                          max_windows=args.max_windows)
+    for name in ("max_batch_tokens", "max_batch_size", "max_concurrent_requests", "max_client_batch_size",
+                 "payload_limit", "max_windows"):
+        if getattr(limits, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1")
+    kwargs = dict(threads=args.threads, max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
+                  max_windows=args.max_windows)
     document = SpladeEncoder(args.model, args.provider, **kwargs)
     query = open_encoder(args.query_model, args.provider, **kwargs) if args.query_model else None
     uvicorn.run(create_app(document, query, limits), host=args.host, port=args.port, log_level="info",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Request
@@ -17,23 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.checks import check_texts
 from runtime.dynamic import BatchStats, DynamicBatcher
 from runtime.encoder import SpladeEncoder
 from runtime.errors import InputTooLongError
+from runtime.guard import Guard, error_response
+from runtime.limits import ServerLimits
+
+__all__ = ["ServerLimits", "create_app"]
 
 Inputs = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """Server limits; names follow TEI's flags."""
-
-    max_batch_tokens: int = 16384  # tokens (batch × longest) per inference batch
-    max_batch_size: int = 32  # sequences per inference batch
-    max_wait_ms: float = 5.0  # how long a batch waits for more requests
-    max_concurrent_requests: int = 512  # in-flight requests before 429
-    max_client_batch_size: int = 32  # inputs per request before 413
 
 
 class EmbedSparseRequest(BaseModel):
@@ -78,8 +73,8 @@ class ErrorResponse(BaseModel):
     error_type: str
 
 
-def _error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "error_type": kind}, status_code=status, headers=headers)
+_error = error_response
+MAX_PROBLEMS = 5  # validation problems listed in one 422 (a body of 100k bad items must not echo them all)
 
 
 class Metrics:
@@ -109,8 +104,9 @@ class Metrics:
         self.inference.observe(stats.infer_seconds)
 
 
-def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limits: ServerLimits = ServerLimits()) -> FastAPI:
+def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limits: ServerLimits | None = None) -> FastAPI:
     """The ASGI app. Batchers start (and a warm-up batch runs) in the lifespan; shutdown drains them."""
+    limits = limits or ServerLimits()
     metrics = Metrics()
     encoders = {"document": document, "query": query or document}
     state = {"ready": False, "in_flight": 0}
@@ -139,14 +135,17 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
-        return _error(422, f"invalid request: {problems}", "validation")
+        errors = exc.errors()
+        shown = [f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {str(e['msg'])[:200]}" for e in errors[:MAX_PROBLEMS]]
+        more = f"; and {len(errors) - MAX_PROBLEMS} more" if len(errors) > MAX_PROBLEMS else ""
+        return _error(422, f"invalid request: {'; '.join(shown)}{more}", "validation")
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        kind = "validation" if 400 <= exc.status_code < 500 else "server"
+        return _error(exc.status_code, str(exc.detail)[:500], kind, headers=getattr(exc, "headers", None))
+
+    app.add_middleware(Guard, limit=limits.payload_limit, count=lambda route, status: metrics.requests.labels(route, status).inc())
 
     async def run(texts: list[str], kind: str, *, truncate: bool, windows: bool, top_k=None, threshold=0.0):
         """Admission (413/429) then the batcher; returns vectors or an error response."""
@@ -158,14 +157,16 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
                           "overloaded", headers={"Retry-After": "1"})
         state["in_flight"] += 1
         try:
-            batcher = batchers[kind]
-            if not truncate and not windows:
-                await asyncio.to_thread(batcher.encoder.tokenizer.check_length, texts)
-            future = await asyncio.to_thread(batcher.submit, texts, top_k=top_k, threshold=threshold,
-                                             truncate=not windows)
+            check_texts(texts, "inputs")
+            # One tokenization: truncate=false without windows is a cap of one window per text.
+            cap = limits.max_windows if windows else 1
+            future = await asyncio.to_thread(batchers[kind].submit, texts, top_k=top_k, threshold=threshold,
+                                             truncate=truncate and not windows, max_windows=cap, name="inputs")
             return await asyncio.wrap_future(future)
         except InputTooLongError as exc:
             return _error(413, str(exc), "validation")
+        except ValueError as exc:  # e.g. a lone surrogate, named by its index
+            return _error(422, str(exc), "validation")
         finally:
             state["in_flight"] -= 1
 

@@ -1,0 +1,88 @@
+"""ASGI guard around the server: a body limit before parsing, every status counted, no bare 500s."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("runtime")
+OTHER = "other"  # the one metrics label of every path that is no route (bounded cardinality)
+
+
+def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+    """TEI's error shape, used for every error the server sends: `{"error": ..., "error_type": ...}`."""
+    return JSONResponse({"error": message, "error_type": kind}, status_code=status, headers=headers)
+
+
+def route_label(scope: Scope) -> str:
+    """The route template that served the request (`/encode`), or OTHER: never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else OTHER
+
+
+class Guard:
+    """Outermost middleware (inside Starlette's own error layer).
+
+    - A body over `limit` bytes gets 413 before anything parses it: at once from Content-Length,
+      or as soon as a streamed body passes the limit.
+    - An exception nothing else answered becomes a JSON 500 (no traceback or path in the body).
+    - Every response, 5xx included, is counted by `count(route template, status)`.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, count: Callable[[str, str], None]):
+        self.app, self.limit, self.count = app, limit, count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, self._too_large())
+            return message
+
+        try:
+            declared = dict(scope.get("headers") or []).get(b"content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+                await self._reply(scope, receive, tracked, 413, self._too_large(), "validation")
+                return
+            await self.app(scope, limited, tracked)
+        except HTTPException as exc:  # raised while reading the body, outside any route
+            if not status:
+                await self._reply(scope, receive, tracked, exc.status_code, str(exc.detail), "validation")
+        except Exception:
+            log.exception("unhandled error on %s", route_label(scope))
+            if not status:
+                await self._reply(scope, receive, tracked, 500, "internal server error", "server")
+            else:
+                status.append(500)
+        finally:
+            self.count(route_label(scope), str(status[-1] if status else 500))
+
+    def _too_large(self) -> str:
+        return f"request body is larger than the payload limit of {self.limit} bytes"
+
+    @staticmethod
+    async def _reply(scope: Scope, receive: Receive, send: Send, code: int, message: str, kind: str) -> None:
+        await error_response(code, message, kind)(scope, receive, send)
+
+
+__all__ = ["Guard", "OTHER", "error_response", "route_label"]
