@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from runtime.checks import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, check_positive_int, check_threshold, check_top_k
 from runtime.errors import InputTooLongError, ModelFolderError
 from runtime.manifest import Manifest, load_manifest
 from runtime.sparse import SparseVector, max_merge, score
@@ -20,12 +21,21 @@ from runtime.tokenize import Tokenized, check_texts
 
 
 class StaticTokenizer:
-    """Token ids without special tokens, cut at max_length unless `truncate=False` (then every token counts)."""
+    """Token ids without special tokens, cut at max_length unless `truncate=False`.
 
-    def __init__(self, path: str | Path, *, max_length: int):
+    A bag of tokens needs no windows: without truncation the whole text counts, up to what
+    `max_windows` windows of max_length tokens would cover (the same bound as a graph model's),
+    refused beyond it by characters first (nothing tokenized) and then by tokens.
+    """
+
+    def __init__(self, path: str | Path, *, max_length: int, max_windows: int = DEFAULT_MAX_WINDOWS):
         self.max_length = max_length
-        self._truncating = Tokenizer.from_file(str(path))
-        self._whole = Tokenizer.from_file(str(path))
+        self.max_windows = check_positive_int(max_windows, "max_windows")
+        try:
+            self._truncating = Tokenizer.from_file(str(path))
+            self._whole = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
+            raise ModelFolderError(f"{path}: not a readable tokenizer file ({str(exc)[:200]})") from None
         for tok in (self._truncating, self._whole):
             tok.no_padding()
             tok.no_truncation()
@@ -34,21 +44,36 @@ class StaticTokenizer:
     def id_to_token(self, index: int) -> str:
         return self._truncating.id_to_token(int(index)) or f"[unused{index}]"
 
-    def encode(self, texts: list[str], *, truncate: bool = True) -> Tokenized:
-        """One sequence per text (a bag of tokens needs no windows: without truncation the whole text counts)."""
-        tok = self._truncating if truncate else self._whole
-        encodings = tok.encode_batch(texts, add_special_tokens=False) if texts else []
+    def encode(self, texts: list[str], *, truncate: bool = True, max_windows: int | None = None,
+               name: str = "texts", first_index: int = 0) -> Tokenized:
+        """One sequence per text; InputTooLongError names `name[i]` past the cap without truncation."""
+        if truncate:
+            limit = self.max_length * CHARS_PER_TOKEN
+            texts = [t if len(t) <= limit else t[:limit] for t in texts]
+            encodings = self._truncating.encode_batch(texts, add_special_tokens=False) if texts else []
+        else:
+            cap = self.max_windows if max_windows is None else check_positive_int(max_windows, "max_windows")
+            tokens = cap * self.max_length
+            for i, text in enumerate(texts):
+                if len(text) > tokens * CHARS_PER_TOKEN:
+                    raise self._too_long(name, first_index + i, tokens)
+            encodings = self._whole.encode_batch(texts, add_special_tokens=False) if texts else []
+            for i, enc in enumerate(encodings):
+                if len(enc.ids) > tokens:
+                    raise self._too_long(name, first_index + i, tokens)
         sequences = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         return Tokenized(sequences, np.arange(len(sequences), dtype=np.int64))
 
+    def _too_long(self, name: str, i: int, tokens: int) -> InputTooLongError:
+        if tokens == self.max_length:
+            return InputTooLongError(f"{name}[{i}] is longer than the query model's max length of {self.max_length} "
+                                     f"tokens; send truncate=true or split the text")
+        return InputTooLongError(f"{name}[{i}] is longer than {tokens} tokens (max_windows × max_length); "
+                                 f"split the text or raise max_windows")
+
     def check_length(self, texts: list[str]) -> None:
         """Raise InputTooLongError for the first text longer than max_length tokens."""
-        for i, enc in enumerate(self._whole.encode_batch(texts, add_special_tokens=False) if texts else []):
-            if len(enc.ids) > self.max_length:
-                raise InputTooLongError(
-                    f"inputs[{i}] is longer than the query model's max length of {self.max_length} tokens; "
-                    f"send truncate=true or split the text"
-                )
+        self.encode(texts, truncate=False, max_windows=1, name="inputs")
 
 
 class StaticQueryEncoder:
@@ -64,7 +89,7 @@ class StaticQueryEncoder:
 
     provider = "none (static weights)"
 
-    def __init__(self, path: str | Path, *_args, **_kwargs):
+    def __init__(self, path: str | Path, *_args, max_windows: int = DEFAULT_MAX_WINDOWS, **_kwargs):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
         if self.manifest.kind != "static-query":
@@ -74,17 +99,20 @@ class StaticQueryEncoder:
             raise ModelFolderError(f"{self.path / self.manifest.model_file}: expected ({self.manifest.vocab_size},) "
                                    f"weights, got {weights.shape}")
         self.weights = weights.astype(np.float32)
-        self.tokenizer = StaticTokenizer(self.path / self.manifest.tokenizer_file, max_length=self.manifest.max_length)
+        self.tokenizer = StaticTokenizer(self.path / self.manifest.tokenizer_file, max_length=self.manifest.max_length,
+                                         max_windows=max_windows)
 
     @property
     def max_length(self) -> int:
         return self.manifest.max_length
 
     def encode(self, texts: str | Sequence[str], *, batch_size: int = 32, top_k: int | None = None,
-               threshold: float = 0.0, truncate: bool = True, sort_by_length: bool = True) -> list[SparseVector]:
+               threshold: float = 0.0, truncate: bool = True, sort_by_length: bool = True,
+               max_windows: int | None = None) -> list[SparseVector]:
         """Encode texts; one SparseVector per text, in the caller's order (batching options are ignored)."""
         texts = check_texts(texts)
-        tokenized = self.tokenizer.encode(texts, truncate=truncate)
+        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
+        tokenized = self.tokenizer.encode(texts, truncate=truncate, max_windows=max_windows)
         return self.collect(tokenized, self.infer(tokenized.sequences), n_texts=len(texts), top_k=top_k,
                             threshold=threshold)
 
@@ -103,8 +131,7 @@ class StaticQueryEncoder:
     @staticmethod
     def collect(tokenized: Tokenized, rows: Sequence[SparseVector], *, n_texts: int, top_k: int | None,
                 threshold: float) -> list[SparseVector]:
-        if top_k is not None and top_k < 1:
-            raise ValueError("top_k must be >= 1 (or None for every non-zero term)")
+        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
         parts: list[list[SparseVector]] = [[] for _ in range(n_texts)]
         for owner, vec in zip(tokenized.owners, rows):
             parts[owner].append(vec)

@@ -81,3 +81,22 @@ def test_negative_or_missing_weights_are_refused(static_folder, tmp_path):
     (bad / "model.safetensors").unlink()
     with pytest.raises(ValueError, match="without model.safetensors"):
         export_static_query(bad, tmp_path / "o", source_name="b", source_revision="", versions={}, reference=None)
+
+
+def test_static_query_limits_follow_the_runtime_rules(static_folder):
+    """Without truncation the whole text counts, up to max_windows × max_length tokens; arguments are checked."""
+    src, out, weights = static_folder
+    enc = StaticQueryEncoder(out, max_windows=2)
+    long = "sparse retrieval " * 200  # far more than 2 × max_length tokens
+    with pytest.raises(InputTooLongError, match=r"texts\[1\]"):
+        enc.encode(["paris", long], truncate=False)
+    with pytest.raises(InputTooLongError, match=r"inputs\[0\]"):
+        enc.tokenizer.check_length([long])
+    mid = "sparse retrieval tokyo " * 6  # over max_length, within two windows' worth
+    whole = enc.encode([mid], truncate=False)[0].to_dense(len(weights))
+    assert np.allclose(whole, expected(src, weights, [mid], None)[0])
+    huge = "x" * 10_000_000  # cut before tokenizing: cheap, and the same as the cut text
+    assert np.allclose(enc.encode([huge])[0].to_dense(len(weights)), enc.encode([huge[:50_000]])[0].to_dense(len(weights)))
+    for bad in ({"top_k": 0}, {"top_k": True}, {"threshold": float("nan")}):
+        with pytest.raises((TypeError, ValueError)):
+            enc.encode(["paris"], **bad)
