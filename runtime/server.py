@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from dataclasses import asdict
 from typing import Annotated, Literal
@@ -29,6 +30,8 @@ from runtime.limits import ServerLimits
 __all__ = ["ServerLimits", "create_app"]
 
 Inputs = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+
+INLINE_TOKENIZE_CHARS = 4096  # requests this short are tokenized on the event loop
 
 
 class EmbedSparseRequest(BaseModel):
@@ -160,8 +163,12 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
             check_texts(texts, "inputs")
             # One tokenization: truncate=false without windows is a cap of one window per text.
             cap = limits.max_windows if windows else 1
-            future = await asyncio.to_thread(batchers[kind].submit, texts, top_k=top_k, threshold=threshold,
-                                             truncate=truncate and not windows, max_windows=cap, name="inputs")
+            submit = functools.partial(batchers[kind].submit, texts, top_k=top_k, threshold=threshold,
+                                       truncate=truncate and not windows, max_windows=cap, name="inputs")
+            # Short texts are tokenized right here (microseconds); a hop to a worker thread and back
+            # would cost more than that. Long ones go to a thread so the event loop keeps serving.
+            inline = sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS
+            future = submit() if inline else await asyncio.to_thread(submit)
             return await asyncio.wrap_future(future)
         except InputTooLongError as exc:
             return _error(413, str(exc), "validation")
