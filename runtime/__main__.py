@@ -17,6 +17,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
                    help="execution provider; auto tries TensorRT, CUDA, then CPU. Default: %(default)s")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("-v", "--verbose", action="store_true", help="log which provider runs and why others did not")
+    p.add_argument("--allow-failed-validation", action="store_true",
+                   help="load a folder whose export failed validation against PyTorch (refused by default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +69,8 @@ def _encode(args) -> int:
                          truncate=not args.no_truncate)
         print(f"encoded {n} texts into {args.output}", file=sys.stderr)
         return 0
-    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
+    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads,
+                            allow_failed_validation=args.allow_failed_validation)
     if args.input:
         n = encode_corpus(encoder, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
                           top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate)
@@ -89,7 +92,8 @@ def _info(args) -> int:
 
     from runtime.encoder import SpladeEncoder
 
-    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads)
+    encoder = SpladeEncoder(args.model, args.provider, threads=args.threads,
+                            allow_failed_validation=args.allow_failed_validation)
     print(json.dumps({
         "manifest": json.loads(encoder.manifest.to_json()),
         "providers_available": ort.get_available_providers(),

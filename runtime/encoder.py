@@ -9,7 +9,7 @@ import numpy as np
 
 from runtime import batching
 from runtime.backend import Backend, ProviderName, ProviderOptions
-from runtime.manifest import Manifest, load_manifest
+from runtime.manifest import Manifest, check_validation, load_manifest
 from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score
 from runtime.tokenize import TextTokenizer, Tokenized, check_texts
 
@@ -33,14 +33,17 @@ class SpladeEncoder:
         window_stride: overlap in tokens between windows when `truncate=False` (default max_length/4).
         provider_options: ONNX Runtime options per provider, on top of ours, e.g.
             `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours.
+        allow_failed_validation: load a folder whose export failed its validation against PyTorch
+            (refused by default with ModelFolderError naming the failed figure; logged when allowed).
     """
 
     def __init__(self, path: str | Path, provider: ProviderName = "auto", *, threads: int | None = None,
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_batch_size: int = 64,
                  window_stride: int | None = None, cache_dir: str | Path | None = None,
-                 provider_options: ProviderOptions | None = None):
+                 provider_options: ProviderOptions | None = None, allow_failed_validation: bool = False):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
+        check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
         self.max_batch_tokens = max_batch_tokens
         self.tokenizer = TextTokenizer(self.path / self.manifest.tokenizer_file,
                                        max_length=self.manifest.max_length, stride=window_stride)
