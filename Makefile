@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,export,tiny,server,dev,bench,scipy,triton,ray]"
+	$(BIN)/pip install -q -e ".[cpu,openvino,export,tiny,server,dev,bench,scipy,triton,ray]"
 	touch $@
 
 $(MODELS)/splade-tiny-fp32/splade.json: | setup

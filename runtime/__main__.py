@@ -13,8 +13,9 @@ from runtime.errors import SpladeError
 
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="folder written by `python -m export`")
-    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
-                   help="execution provider; auto tries TensorRT, CUDA, then CPU. Default: %(default)s")
+    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu", "openvino"],
+                   help="execution provider; auto tries TensorRT, CUDA, then CPU (openvino only when named: "
+                   "bf16 where the CPU has it). Default: %(default)s")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("-v", "--verbose", action="store_true", help="log which provider runs and why others did not")
     p.add_argument("--allow-failed-validation", action="store_true",
@@ -99,6 +100,7 @@ def _info(args) -> int:
         "providers_available": ort.get_available_providers(),
         "provider": encoder.provider,
         "providers_skipped": encoder.backend.skipped,
+        **({"openvino": encoder.backend.plan.config} if encoder.provider == "openvino" else {}),
     }, indent=2))
     return 0
 

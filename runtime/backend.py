@@ -18,7 +18,7 @@ from runtime.manifest import Manifest
 
 log = logging.getLogger("runtime")
 
-ProviderName = Literal["auto", "tensorrt", "cuda", "cpu"]
+ProviderName = Literal["auto", "tensorrt", "cuda", "cpu", "openvino"]
 ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 # CUDA attention kernels ORT may pick (its `sdpa_kernel` bit mask): flash 1, memory-efficient 2,
@@ -122,9 +122,9 @@ class Backend:
                  threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None,
                  provider_options: ProviderOptions | None = None):
         self.manifest = manifest
-        unknown = set(provider_options or {}) - set(ORT_NAMES)
+        unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
         if unknown:
-            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}; got {', '.join(sorted(unknown))}")
+            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; got {', '.join(sorted(unknown))}")
         available = ort.get_available_providers()
         wanted = AUTO_ORDER if provider == "auto" else (provider,)
         if provider != "auto" and provider not in ORT_NAMES:
@@ -180,3 +180,18 @@ class Backend:
             binding.bind_output(name)
         self.session.run_with_iobinding(binding, self.run_options)
         return binding.copy_outputs_to_cpu()
+
+
+def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto", threads: int | None = None,
+                   max_batch_size: int = 32, cache: Path | None = None, provider_options: ProviderOptions | None = None):
+    """Backend for ONNX Runtime's providers; OpenVINO's own runtime only when asked by name ("auto" never picks it)."""
+    if provider == "openvino":
+        from runtime.openvino_backend import OpenVINOBackend
+
+        unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
+        if unknown:
+            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; got {', '.join(sorted(unknown))}")
+        return OpenVINOBackend(model_path, manifest, threads=threads or default_threads(),
+                               options=(provider_options or {}).get("openvino"))
+    return Backend(model_path, manifest, provider=provider, threads=threads, max_batch_size=max_batch_size,
+                   cache=cache, provider_options=provider_options)

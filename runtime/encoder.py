@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import batching
-from runtime.backend import Backend, ProviderName, ProviderOptions
+from runtime.backend import ProviderName, ProviderOptions, create_backend
 from runtime.manifest import Manifest, check_validation, load_manifest
 from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score
 from runtime.tokenize import TextTokenizer, Tokenized, check_texts
@@ -27,12 +27,14 @@ class SpladeEncoder:
     Args:
         path: folder written by `python -m export` (its sha256 is checked against the manifest).
         provider: "auto" (TensorRT, then CUDA, then CPU: the first that really loads), or one of
-            "tensorrt", "cuda", "cpu" (raises ProviderError if it cannot run).
+            "tensorrt", "cuda", "cpu" (raises ProviderError if it cannot run), or "openvino": OpenVINO's
+            runtime on the CPU, bf16 where the CPU has it natively, else f32 (the `openvino` extra).
         threads: intra-op threads (default: the cores this process may use).
         max_batch_tokens: cap on batch × longest sequence per run, bounding activation memory.
         window_stride: overlap in tokens between windows when `truncate=False` (default max_length/4).
         provider_options: ONNX Runtime options per provider, on top of ours, e.g.
-            `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours.
+            `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours. For
+            "openvino", CPU properties such as `{"openvino": {"INFERENCE_PRECISION_HINT": "f32"}}`.
         allow_failed_validation: load a folder whose export failed its validation against PyTorch
             (refused by default with ModelFolderError naming the failed figure; logged when allowed).
     """
@@ -47,13 +49,13 @@ class SpladeEncoder:
         self.max_batch_tokens = max_batch_tokens
         self.tokenizer = TextTokenizer(self.path / self.manifest.tokenizer_file,
                                        max_length=self.manifest.max_length, stride=window_stride)
-        self.backend = Backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
+        self.backend = create_backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
                                threads=threads, max_batch_size=max_batch_size,
                                cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options)
 
     @property
     def provider(self) -> str:
-        """The provider actually running: "tensorrt", "cuda" or "cpu"."""
+        """The provider actually running: "tensorrt", "cuda", "cpu" or "openvino"."""
         return self.backend.provider
 
     @property

@@ -12,7 +12,8 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="HTTP server: TEI-compatible /embed_sparse, /encode, /health, /info, /metrics")
     p.add_argument("--model", required=True, type=Path, help="document (or only) model folder")
     p.add_argument("--query-model", type=Path, default=None, help="separate query model folder (efficient SPLADE)")
-    p.add_argument("--provider", default="auto", choices=["auto", *AUTO_ORDER], help="Default: %(default)s")
+    p.add_argument("--provider", default="auto", choices=["auto", *AUTO_ORDER, "openvino"],
+                   help="auto tries TensorRT, CUDA, then CPU; openvino (bf16 where native) only when named. Default: %(default)s")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("--host", default="127.0.0.1", help="Default: %(default)s")
     p.add_argument("--port", type=int, default=8080, help="Default: %(default)s")
