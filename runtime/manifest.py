@@ -54,6 +54,7 @@ class Manifest:
     fusions: dict[str, int] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
+    quantization: str = ""  # "int8-static" (batch-independent) or "int8-dynamic"; "" for fp32/fp16
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
