@@ -104,7 +104,9 @@ def plan_provider(name: str, manifest: Manifest, *, max_batch_size: int, device_
     raise ValueError(f"provider must be one of auto, tensorrt, cuda, cpu; got {name!r}")
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None, allow_spinning: bool = True) -> ort.SessionOptions:
+    """`allow_spinning=False`: idle intra-op threads sleep instead of spinning, leaving the cores to the
+    process's other threads (HTTP, tokenization); ORT spins by default, which saves the wake-up between ops."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or default_threads()
@@ -112,6 +114,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     # Shapes vary with every batch: memory patterns would be planned (and kept) per shape.
     opts.enable_mem_pattern = False
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     return opts
 
 
@@ -120,7 +123,7 @@ class Backend:
 
     def __init__(self, model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto",
                  threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None,
-                 provider_options: ProviderOptions | None = None):
+                 provider_options: ProviderOptions | None = None, allow_spinning: bool = True):
         self.manifest = manifest
         unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
         if unknown:
@@ -140,7 +143,7 @@ class Backend:
                 Path(plan.options["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
             try:
                 session = ort.InferenceSession(
-                    str(model_path), sess_options=session_options(threads),
+                    str(model_path), sess_options=session_options(threads, allow_spinning),
                     providers=[plan.entry()] + ([] if name == "cpu" else [("CPUExecutionProvider", {})]),
                 )
             except Exception as exc:  # a provider whose libraries are missing fails here
@@ -183,7 +186,8 @@ class Backend:
 
 
 def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto", threads: int | None = None,
-                   max_batch_size: int = 32, cache: Path | None = None, provider_options: ProviderOptions | None = None):
+                   max_batch_size: int = 32, cache: Path | None = None, provider_options: ProviderOptions | None = None,
+                   allow_spinning: bool = True):
     """Backend for ONNX Runtime's providers; OpenVINO's own runtime only when asked by name ("auto" never picks it)."""
     if provider == "openvino":
         from runtime.openvino_backend import OpenVINOBackend
@@ -194,4 +198,4 @@ def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderNa
         return OpenVINOBackend(model_path, manifest, threads=threads or default_threads(),
                                options=(provider_options or {}).get("openvino"))
     return Backend(model_path, manifest, provider=provider, threads=threads, max_batch_size=max_batch_size,
-                   cache=cache, provider_options=provider_options)
+                   cache=cache, provider_options=provider_options, allow_spinning=allow_spinning)

@@ -35,6 +35,9 @@ class SpladeEncoder:
         provider_options: ONNX Runtime options per provider, on top of ours, e.g.
             `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours. For
             "openvino", CPU properties such as `{"openvino": {"INFERENCE_PRECISION_HINT": "f32"}}`.
+        allow_spinning: ONNX Runtime's idle worker threads spin (True, its default: no wake-up delay between
+            ops, best for bulk encoding) or sleep (False: leaves the cores to the process's other threads,
+            as in the server). Not used by "openvino".
         allow_failed_validation: load a folder whose export failed its validation against PyTorch
             (refused by default with ModelFolderError naming the failed figure; logged when allowed).
     """
@@ -42,7 +45,8 @@ class SpladeEncoder:
     def __init__(self, path: str | Path, provider: ProviderName = "auto", *, threads: int | None = None,
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_batch_size: int = 64,
                  window_stride: int | None = None, cache_dir: str | Path | None = None,
-                 provider_options: ProviderOptions | None = None, allow_failed_validation: bool = False):
+                 provider_options: ProviderOptions | None = None, allow_failed_validation: bool = False,
+                 allow_spinning: bool = True):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
         check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
@@ -51,7 +55,8 @@ class SpladeEncoder:
                                        max_length=self.manifest.max_length, stride=window_stride)
         self.backend = create_backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
                                threads=threads, max_batch_size=max_batch_size,
-                               cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options)
+                               cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options,
+                                      allow_spinning=allow_spinning)
 
     @property
     def provider(self) -> str:

@@ -22,6 +22,9 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
     p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
     p.add_argument("--max-client-batch-size", type=int, default=32, help="inputs per request before 413")
+    p.add_argument("--allow-spinning", type=int, choices=[0, 1], default=0,
+                   help="1: ONNX Runtime's idle threads spin (its default); 0: they sleep, leaving the cores to the "
+                   "HTTP and tokenization threads of this process. Default: %(default)s")
     p.add_argument("--allow-failed-validation", action="store_true",
                    help="serve a folder whose export failed validation against PyTorch (refused by default)")
     return p
@@ -37,7 +40,7 @@ def run_server(args) -> int:
                           max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
                           max_client_batch_size=args.max_client_batch_size)
     kwargs = dict(threads=args.threads, max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
-                  allow_failed_validation=args.allow_failed_validation)
+                  allow_failed_validation=args.allow_failed_validation, allow_spinning=bool(args.allow_spinning))
     document = SpladeEncoder(args.model, args.provider, **kwargs)
     query = SpladeEncoder(args.query_model, args.provider, **kwargs) if args.query_model else None
     uvicorn.run(create_app(document, query, limits), host=args.host, port=args.port, log_level="info",
