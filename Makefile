@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,export,st,tiny,server,dev,bench,scipy,triton,ray]"
+	$(BIN)/pip install -q -e ".[cpu,openvino,export,st,tiny,server,dev,bench,scipy,triton,ray]"
 	touch $@
 
 # Made on demand: the oldest claimed transformers, without sentence-transformers (its tests skip).

@@ -40,7 +40,7 @@ def peak_memory(engine_name: str, model: Path, ids: np.ndarray, work: Path, thre
     """Peak RSS (CPU) or GPU memory (CUDA) of the engine on this batch, in a fresh process (benchmarks.memory)."""
     batch = work / "memory-batch.npy"
     np.save(batch, ids)
-    kind = "ours" if engine_name.startswith("ours") else engine_name
+    kind = ("ours-openvino" if "openvino" in engine_name else "ours") if engine_name.startswith("ours") else engine_name
     done = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--engine", kind, "--model", str(model),
                            "--batch", str(batch), "--threads", str(threads), "--device", device],
                           capture_output=True, text=True)
@@ -84,7 +84,8 @@ def source_folder(label: str, work: Path) -> Path:
 
 
 def ours_precisions(device: str) -> tuple[str, ...]:
-    return ("fp32", "fp16") if device == "cuda" else ("fp32", "int8")
+    """int8 is the default export (static scales); int8-dynamic is the per-batch-scale variant beside it."""
+    return ("fp32", "fp16") if device == "cuda" else ("fp32", "int8", "int8-dynamic")
 
 
 # The export settings for GPU deployments (docs/gpu.md): larger vocabulary chunks and cuDNN pooling for the max.
@@ -97,7 +98,9 @@ def export_ours(src: str, dest: Path, precision: str, **options) -> Path:
 
     if not (dest / "splade.json").exists():
         # the BERT-base stand-in has random weights: its figures are timings, its fidelity is checked below
-        export_model(ExportConfig(model=src, output=dest, precision=precision, validate=False, **options))
+        scales = "dynamic" if precision == "int8-dynamic" else "static"
+        export_model(ExportConfig(model=src, output=dest, precision=precision.split("-")[0], int8_scales=scales,
+                                  validate=False, **options))
     return dest
 
 
@@ -106,6 +109,17 @@ def ours_folder(src: str, work: Path, label: str, precision: str, device: str) -
     if device == "cuda":
         return export_ours(src, work / f"{label}-{precision}-gpu", precision, **GPU_EXPORT)
     return export_ours(src, work / f"{label}-{precision}", precision)
+
+
+def openvino_bf16() -> bool:
+    """OpenVINO's bf16 row runs only where the package is installed and the CPU has native bf16."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    from runtime.openvino_backend import native_bf16
+
+    return native_bf16()
 
 
 # ---------------------------------------------------------------- workloads
@@ -134,10 +148,14 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
     for precision in ours_precisions(args.device):
         try:
             folder = ours_folder(str(src_dir), work, label, precision, args.device)
-            engines.append(OursEngine(folder, provider=ort_provider, threads=threads))
+            engines.append(OursEngine(folder, provider=ort_provider, threads=threads, name=f"ours-{precision}"))
             folders[engines[-1].name] = folder
         except Exception as exc:  # e.g. no onnxruntime-gpu on the GPU box: record and go on
             logging.warning("ours-%s skipped: %s", precision, exc)
+    if args.device == "cpu" and openvino_bf16():
+        folder = export_ours(str(src_dir), work / f"{label}-fp32", "fp32")
+        engines.append(OursEngine(folder, provider="openvino", threads=threads, name="ours-openvino-bf16"))
+        folders[engines[-1].name] = folder
 
     texts = corpus.texts(args.corpus_size)
     workloads = {
@@ -305,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder. Default: %(default)s")
     p.add_argument("--work", type=Path, default=None, help="folder for exported models (default: a temp folder)")
     p.add_argument("--name", default=None, help="result file stem (default: compare-<device>[-quick])")
+    p.add_argument("--fidelity-pairs", type=int, default=None,
+                   help="docstring pairs for the retrieval fidelity benchmark on splade-tiny (CPU; 0 skips it). "
+                   "Default: 300, 40 with --quick")
     p.add_argument("--time-limit", type=float, default=0,
                    help="seconds; engines not started by then are skipped and the results so far written (0: none)")
     args = p.parse_args(argv)
@@ -335,10 +356,21 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 src = source_folder(label, work)
             result["models"].append(run_model(label, src, work, args))
+        pairs = args.fidelity_pairs if args.fidelity_pairs is not None else (40 if args.quick else 300)
+        if args.device == "cpu" and pairs:
+            from benchmarks import fidelity
+
+            result["fidelity"] = fidelity.run(pairs, work)  # reuses the splade-tiny exports above
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or f"compare-{args.device}" + ("-quick" if args.quick else "")
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(result))
+    if "fidelity" in result:
+        from benchmarks import fidelity
+
+        block = fidelity.markdown({**result["fidelity"], "machine": result["machine"], "command": result["command"]})
+        (args.out / f"{stem}.md").write_text(markdown(result) + "\n" + block)
+    else:
+        (args.out / f"{stem}.md").write_text(markdown(result))
     plot(result, args.out / f"{stem}.png")
     print(markdown(result))
     return 0

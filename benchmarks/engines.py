@@ -92,11 +92,11 @@ class OptimumEngine:
 class OursEngine:
     """runtime.SpladeEncoder on an exported folder (pooling and top-k inside the graph)."""
 
-    def __init__(self, folder: Path, *, provider: str = "cpu", threads: int | None = None):
+    def __init__(self, folder: Path, *, provider: str = "cpu", threads: int | None = None, name: str | None = None):
         from runtime import SpladeEncoder
 
         self.encoder = SpladeEncoder(folder, provider=provider, threads=threads)
-        self.name = f"ours-{self.encoder.manifest.precision}"
+        self.name = name or f"ours-{self.encoder.manifest.precision}"
         self.vocab = self.encoder.manifest.vocab_size
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> list:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINES = ["pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "optimum-fill-mask", "ours"]
+ENGINES = ["pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "optimum-fill-mask", "ours", "ours-openvino"]
 
 
 def rss_mib(field: str) -> float:
@@ -66,10 +66,10 @@ class GpuSampler:
 
 
 def load(engine: str, model: Path, device: str, threads: int):
-    if engine == "ours":
+    if engine.startswith("ours"):
         from benchmarks.engines import OursEngine
 
-        return OursEngine(model, provider=device, threads=threads)
+        return OursEngine(model, provider="openvino" if engine == "ours-openvino" else device, threads=threads)
     import torch
     from transformers import AutoTokenizer
 

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     excl = prec.add_mutually_exclusive_group()
     excl.add_argument("--fp16", action="store_true", help="half-precision weights and compute, for GPU providers")
     excl.add_argument("--int8", action="store_true", help="dynamic int8 quantization, for CPU deployment")
+    prec.add_argument("--int8-scales", choices=["static", "dynamic"], default="static",
+                      help="with --int8: activation scales calibrated once on the shipped texts (a text's vector does "
+                      "not depend on its batch) or taken per run (per batch). Default: %(default)s")
     prec.add_argument("--int8-keep-head-fp32", action="store_true",
                       help="with --int8: leave the [hidden, vocab] projection in fp32")
     graph = p.add_argument_group("graph")
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k, max_length=args.max_length, opset=args.opset, validate=not args.no_validate,
             attention_fusion=not args.no_attention_fusion, vocab_chunk=args.vocab_chunk, int8_head=not args.int8_keep_head_fp32,
             max_reduction=args.max_reduction,
+            int8_scales=args.int8_scales,
             bounds=Bounds(min_top32_overlap=args.min_overlap),
         )
         manifest = export_model(cfg)

@@ -11,7 +11,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.onnx_model import OnnxModel
@@ -132,3 +134,108 @@ def to_int8(src: Path, dst: Path, *, quantize_head: bool = True) -> None:
             # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+
+
+CALIBRATION_TEXTS = Path(__file__).with_name("calibration.txt")
+
+
+def calibration_texts() -> list[str]:
+    """The shipped calibration set: Python standard-library docstrings (summary lines, bodies, long joins)."""
+    return [line for line in CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def activation_ranges(model: onnx.ModelProto, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, tuple[float, float]]:
+    """Min and max of each named tensor over the feeds, read by exposing them as graph outputs."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    lo = dict.fromkeys(names, 0.0)
+    hi = dict.fromkeys(names, 0.0)
+    for feed in feeds:
+        for name, value in zip(names, session.run(names, feed)):
+            lo[name], hi[name] = min(lo[name], float(value.min())), max(hi[name], float(value.max()))
+    return {n: (lo[n], hi[n]) for n in names}
+
+
+def freeze_activation_scales(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> int:
+    """Replace each DynamicQuantizeLinear with a QuantizeLinear whose uint8 scale and zero point are constants.
+
+    A dynamic scale is taken per tensor, i.e. per batch, so a text's vector moved with its batch neighbours;
+    a calibrated constant makes every row's quantization its own. ORT still fuses MatMulInteger -> Cast -> Mul
+    into MatMulIntegerToFloat, so the int8 kernels are the same. Returns how many were frozen.
+    """
+    done = 0
+    for index, node in enumerate(list(model.graph.node)):
+        if node.op_type != "DynamicQuantizeLinear":
+            continue
+        lo, hi = ranges[node.input[0]]
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = (hi - lo) / 255.0 or 1.0
+        zero_point = int(np.clip(round(-lo / scale), 0, 255))
+        quantized, scale_name, zp_name = node.output
+        model.graph.initializer.extend([
+            onnx.numpy_helper.from_array(np.array(scale, dtype=np.float32), scale_name),
+            onnx.numpy_helper.from_array(np.array(zero_point, dtype=np.uint8), zp_name),
+        ])
+        frozen = onnx.helper.make_node("QuantizeLinear", [node.input[0], scale_name, zp_name], [quantized], name=node.name)
+        model.graph.node.remove(node)
+        model.graph.node.insert(index, frozen)
+        done += 1
+    return done
+
+
+def fuse_integer_matmuls(model: onnx.ModelProto) -> int:
+    """MatMulInteger -> Cast -> Mul(a_scale * b_scale) as one MatMulIntegerToFloat (the int8 GEMM with its scaling).
+
+    ORT fuses this itself only when the activation scale comes from DynamicQuantizeLinear: with constant scales,
+    its constant folding merges the scale product first and the pattern no longer matches. Returns how many fused.
+    """
+    producers = _producers(model)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    done = 0
+    for node in list(model.graph.node):
+        if node.op_type != "MatMulInteger":
+            continue
+        casts = consumers.get(node.output[0], [])
+        if len(casts) != 1 or casts[0].op_type != "Cast":
+            continue
+        muls = consumers.get(casts[0].output[0], [])
+        if len(muls) != 1 or muls[0].op_type != "Mul":
+            continue
+        scales = producers.get(muls[0].input[1])
+        if scales is None or scales.op_type != "Mul":
+            continue
+        a_q, b_q, a_zp, b_zp = node.input
+        fused = onnx.helper.make_node("MatMulIntegerToFloat", [a_q, b_q, scales.input[0], scales.input[1], a_zp, b_zp],
+                                      [muls[0].output[0]], name=node.name + "_to_float", domain="com.microsoft")
+        index = list(model.graph.node).index(node)
+        for old in (node, casts[0], muls[0]):
+            model.graph.node.remove(old)
+        model.graph.node.insert(index, fused)
+        if len(consumers.get(scales.output[0], [])) == 1:
+            model.graph.node.remove(scales)
+        done += 1
+    return done
+
+
+def to_int8_static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], *, quantize_head: bool = True) -> int:
+    """int8 whose vectors do not depend on their batch: dynamic int8's graph with calibrated activation scales.
+
+    `feeds` are calibration inputs, one text per feed (no padding to skew the ranges). Returns the number of
+    activations whose scale was frozen.
+    """
+    to_int8(src, dst, quantize_head=quantize_head)
+    model = onnx.load(str(dst))
+    names = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    ranges = activation_ranges(onnx.load(str(src)), names, feeds)
+    done = freeze_activation_scales(model, ranges)
+    fuse_integer_matmuls(model)
+    onnx.save(model, str(dst))
+    return done

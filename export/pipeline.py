@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnxruntime as ort
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
@@ -40,6 +41,9 @@ class ExportConfig:
     validate: bool = True
     attention_fusion: bool = True
     int8_head: bool = True
+    # int8 activation scales: "static" (calibrated constants: a text's vector does not depend on its batch)
+    # or "dynamic" (one scale per tensor per run, i.e. per batch).
+    int8_scales: Literal["static", "dynamic"] = "static"
     vocab_chunk: int = 2048
     max_reduction: MaxReduction = "reducemax"
     bounds: fidelity.Bounds = field(default_factory=fidelity.Bounds)
@@ -47,6 +51,8 @@ class ExportConfig:
     def __post_init__(self):
         if self.precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
+        if self.int8_scales not in ("static", "dynamic"):
+            raise ValueError(f"int8_scales must be 'static' or 'dynamic', got {self.int8_scales!r}")
         if self.pooling not in ("max", "sum", None):
             raise ValueError(f"pooling must be 'max' or 'sum', got {self.pooling!r}")
         if self.top_k < 0:
@@ -103,6 +109,15 @@ def _validate(cfg: ExportConfig, reference_fn: st_reference.Reference, tokenizer
         got = fidelity.graph_weights(session, tokenizer, texts, max_length=max_length, vocab=vocab)
         results[precision] = fidelity.compare(reference, got, top_k=cfg.top_k)
     return results
+
+
+def calibration_feeds(tokenizer, max_length: int) -> list[dict[str, np.ndarray]]:
+    """The shipped calibration texts, one per feed, cut at `max_length` tokens."""
+    feeds = []
+    for text in optimize.calibration_texts():
+        ids = np.array([tokenizer(text, truncation=True, max_length=max_length)["input_ids"]], dtype=np.int64)
+        feeds.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    return feeds
 
 
 def export_model(cfg: ExportConfig) -> Manifest:
@@ -180,6 +195,10 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
         final = out / "model.onnx"
         if cfg.precision == "fp16":
             optimize.to_fp16(fused, final)
+        elif cfg.precision == "int8" and cfg.int8_scales == "static":
+            feeds = calibration_feeds(tokenizer, limit)  # the same scales whatever the export's max length
+            frozen = optimize.to_int8_static(fused, final, feeds, quantize_head=cfg.int8_head)
+            log.info("int8 with static activation scales: %d calibrated on %d texts", frozen, len(feeds))
         elif cfg.precision == "int8":
             optimize.to_int8(fused, final, quantize_head=cfg.int8_head)
         else:
@@ -222,6 +241,7 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
         versions=library_versions(),
         validation=validation,
         position_limit=limit,
+        quantization=("int8-" + cfg.int8_scales) if cfg.precision == "int8" else "",
     )
     manifest.write(out)
     for precision, fid in results.items():

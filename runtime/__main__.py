@@ -13,10 +13,13 @@ from runtime.errors import SpladeError
 
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="folder written by `python -m export`")
-    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
-                   help="execution provider; auto tries TensorRT, CUDA, then CPU. Default: %(default)s")
+    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu", "openvino"],
+                   help="execution provider; auto tries TensorRT, CUDA, then CPU (openvino only when named: "
+                   "bf16 where the CPU has it). Default: %(default)s")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("-v", "--verbose", action="store_true", help="log which provider runs and why others did not")
+    p.add_argument("--allow-failed-validation", action="store_true",
+                   help="load a folder whose export failed validation against PyTorch (refused by default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +77,8 @@ def _encode(args) -> int:
                          truncate=not args.no_truncate, threshold=args.threshold, threads=args.threads)
         print(f"encoded {n} texts into {args.output}", file=sys.stderr)
         return 0
-    encoder = open_encoder(args.model, args.provider, threads=args.threads)
+    encoder = open_encoder(args.model, args.provider, threads=args.threads,
+                           allow_failed_validation=args.allow_failed_validation)
     if args.input:
         n = encode_corpus(encoder, args.input, args.output, fmt=args.format or "tokens", batch_size=args.batch_size,
                           top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate,
@@ -97,12 +101,14 @@ def _info(args) -> int:
 
     from runtime.encoder import open_encoder
 
-    encoder = open_encoder(args.model, args.provider, threads=args.threads)
+    encoder = open_encoder(args.model, args.provider, threads=args.threads,
+                           allow_failed_validation=args.allow_failed_validation)
     print(json.dumps({
         "manifest": json.loads(encoder.manifest.to_json()),
         "providers_available": ort.get_available_providers(),
         "provider": encoder.provider,
         "providers_skipped": encoder.backend.skipped if hasattr(encoder, "backend") else {},
+        **({"openvino": encoder.backend.plan.config} if encoder.provider == "openvino" else {}),
     }, indent=2))
     return 0
 

@@ -19,7 +19,7 @@ from runtime.manifest import Manifest
 
 log = logging.getLogger("runtime")
 
-ProviderName = Literal["auto", "tensorrt", "cuda", "cpu"]
+ProviderName = Literal["auto", "tensorrt", "cuda", "cpu", "openvino"]
 ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 # CUDA attention kernels ORT may pick (its `sdpa_kernel` bit mask): flash 1, memory-efficient 2,
@@ -117,7 +117,9 @@ def plan_provider(name: str, manifest: Manifest, *, max_batch_size: int, device_
     raise ValueError(f"provider must be one of auto, tensorrt, cuda, cpu; got {name!r}")
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None, allow_spinning: bool = True) -> ort.SessionOptions:
+    """`allow_spinning=False`: idle intra-op threads sleep instead of spinning, leaving the cores to the
+    process's other threads (HTTP, tokenization); ORT spins by default, which saves the wake-up between ops."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or default_threads()
@@ -125,6 +127,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     # Shapes vary with every batch: memory patterns would be planned (and kept) per shape.
     opts.enable_mem_pattern = False
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     return opts
 
 
@@ -133,11 +136,12 @@ class Backend:
 
     def __init__(self, model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto",
                  threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None,
-                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None):
+                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None,
+                 allow_spinning: bool = True):
         self.manifest = manifest
-        unknown = set(provider_options or {}) - set(ORT_NAMES)
+        unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
         if unknown:
-            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}; got {', '.join(sorted(unknown))}")
+            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; got {', '.join(sorted(unknown))}")
         available = ort.get_available_providers()
         wanted = AUTO_ORDER if provider == "auto" else (provider,)
         if "CUDAExecutionProvider" in available and any(n != "cpu" for n in wanted):
@@ -155,7 +159,7 @@ class Backend:
             if name == "tensorrt":
                 Path(plan.options["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
             try:
-                session = _session(model_path, plan, threads)
+                session = _session(model_path, plan, threads, allow_spinning)
             except Exception as exc:  # a provider whose libraries are missing fails here
                 if type(exc).__name__ in ("InvalidProtobuf", "InvalidGraph"):  # the file, on any provider
                     raise ModelFolderError(f"{model_path}: ONNX Runtime cannot load this model "
@@ -165,7 +169,7 @@ class Backend:
                     continue
                 plan = plan.with_options({"enable_cuda_graph": None})  # graph capture refused: try without
                 try:
-                    session = _session(model_path, plan, threads)
+                    session = _session(model_path, plan, threads, allow_spinning)
                 except Exception:
                     continue
                 self.graphs_skipped = reasons.pop(name)
@@ -231,8 +235,25 @@ def _preload_cuda_libraries() -> None:
             log.debug("onnxruntime.preload_dlls() failed: %s", exc)
 
 
-def _session(model_path: Path, plan: ProviderPlan, threads: int | None) -> ort.InferenceSession:
+def _session(model_path: Path, plan: ProviderPlan, threads: int | None, allow_spinning: bool) -> ort.InferenceSession:
     return ort.InferenceSession(
-        str(model_path), sess_options=session_options(threads),
+        str(model_path), sess_options=session_options(threads, allow_spinning),
         providers=[plan.entry()] + ([] if plan.name == "cpu" else [("CPUExecutionProvider", {})]),
     )
+
+
+def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto", threads: int | None = None,
+                   max_batch_size: int = 32, cache: Path | None = None, provider_options: ProviderOptions | None = None,
+                   allow_spinning: bool = True, graph_buckets: Buckets | None = None):
+    """Backend for ONNX Runtime's providers; OpenVINO's own runtime only when asked by name ("auto" never picks it)."""
+    if provider == "openvino":
+        from runtime.openvino_backend import OpenVINOBackend
+
+        unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
+        if unknown:
+            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; got {', '.join(sorted(unknown))}")
+        return OpenVINOBackend(model_path, manifest, threads=threads or default_threads(),
+                               options=(provider_options or {}).get("openvino"))
+    return Backend(model_path, manifest, provider=provider, threads=threads, max_batch_size=max_batch_size,
+                   cache=cache, provider_options=provider_options, allow_spinning=allow_spinning,
+                   graph_buckets=graph_buckets)

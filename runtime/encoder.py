@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime import batching
-from runtime.backend import Backend, ProviderName, ProviderOptions
+from runtime.backend import ProviderName, ProviderOptions, create_backend
 from runtime.batching import Buckets
 from runtime.checks import DEFAULT_MAX_WINDOWS, check_positive_int, check_texts, check_threshold, check_top_k
-from runtime.manifest import Manifest, load_manifest
+from runtime.manifest import Manifest, check_validation, load_manifest
 from runtime.memory import release_memory
 from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score
 from runtime.tokenize import TextTokenizer, Tokenized
@@ -35,16 +35,23 @@ class SpladeEncoder:
     Args:
         path: folder written by `python -m export` (its sha256 is checked against the manifest).
         provider: "auto" (TensorRT, then CUDA, then CPU: the first that really loads), or one of
-            "tensorrt", "cuda", "cpu" (raises ProviderError if it cannot run).
+            "tensorrt", "cuda", "cpu" (raises ProviderError if it cannot run), or "openvino": OpenVINO's
+            runtime on the CPU, bf16 where the CPU has it natively, else f32 (the `openvino` extra).
         threads: intra-op threads (default: the cores this process may use).
         max_batch_tokens: cap on batch × longest sequence per run, bounding activation memory.
         window_stride: overlap in tokens between windows when `truncate=False` (default max_length/4).
         max_windows: windows one text may take when `truncate=False`; a longer text raises
             InputTooLongError (a ValueError) instead of holding the encoder for seconds.
         provider_options: ONNX Runtime options per provider, on top of ours, e.g.
-            `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours.
+            `{"cuda": {"device_id": 1, "gpu_mem_limit": 8 << 30}}`; a None value drops one of ours. For
+            "openvino", CPU properties such as `{"openvino": {"INFERENCE_PRECISION_HINT": "f32"}}`.
             On CUDA, small batches run as captured CUDA graphs (`enable_cuda_graph`, on by default;
             `{"cuda": {"enable_cuda_graph": 0}}` turns it off).
+        allow_spinning: ONNX Runtime's idle worker threads spin (True, its default: no wake-up delay between
+            ops, best for bulk encoding) or sleep (False: leaves the cores to the process's other threads,
+            as in the server). Not used by "openvino".
+        allow_failed_validation: load a folder whose export failed its validation against PyTorch
+            (refused by default with ModelFolderError naming the failed figure; logged when allowed).
         graph_buckets: the (batch, length) shapes small batches are padded to for CUDA graphs
             (default `Buckets()`: lengths up to 128, batches up to 32, at most 4096 tokens).
     """
@@ -53,21 +60,23 @@ class SpladeEncoder:
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_batch_size: int = 64,
                  window_stride: int | None = None, cache_dir: str | Path | None = None,
                  provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None,
-                 max_windows: int = DEFAULT_MAX_WINDOWS):
+                 max_windows: int = DEFAULT_MAX_WINDOWS, allow_failed_validation: bool = False,
+                 allow_spinning: bool = True):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
+        check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
         self.max_batch_tokens = max_batch_tokens
         self.tokenizer = TextTokenizer(self.path / self.manifest.tokenizer_file,
                                        max_length=self.manifest.max_length, stride=window_stride,
                                        max_windows=max_windows)
-        self.backend = Backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
-                               threads=threads, max_batch_size=max_batch_size,
-                               cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options,
-                               graph_buckets=graph_buckets)
+        self.backend = create_backend(self.path / self.manifest.model_file, self.manifest, provider=provider,
+                                      threads=threads, max_batch_size=max_batch_size,
+                                      cache=Path(cache_dir) if cache_dir else None, provider_options=provider_options,
+                                      allow_spinning=allow_spinning, graph_buckets=graph_buckets)
 
     @property
     def provider(self) -> str:
-        """The provider actually running: "tensorrt", "cuda" or "cpu"."""
+        """The provider actually running: "tensorrt", "cuda", "cpu" or "openvino"."""
         return self.backend.provider
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -62,6 +63,7 @@ class Manifest:
     fusions: dict[str, int] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
+    quantization: str = ""  # "int8-static" (batch-independent) or "int8-dynamic"; "" for fp32/fp16
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     kind: Kind = "splade"
@@ -175,3 +177,44 @@ def load_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
                 f"{manifest.sha256[:12]}…; the file was changed after export, re-export the model"
             )
     return manifest
+
+
+def validation_failures(manifest: Manifest) -> list[str]:
+    """The export's failed checks, each naming its precision and figure; [] when it passed or was not validated.
+
+    Re-derived from the stored figures and bounds, so the message says what failed, not just that something did.
+    """
+    validation = manifest.validation or {}
+    if validation.get("passed") is not False:
+        return []
+    bounds = validation.get("bounds") or {}
+    min_overlap = float(bounds.get("min_top32_overlap", 0.9))
+    max_diff = float(bounds.get("fp32_max_abs_diff", 1e-4))
+    failures = []
+    for precision, fid in validation.items():
+        if not isinstance(fid, dict) or "top32_overlap" not in fid:
+            continue
+        if precision == "fp32" and fid.get("max_abs_diff", 0.0) > max_diff:
+            failures.append(f"fp32 max |diff| {fid['max_abs_diff']:.2e} > {max_diff:.0e}")
+        if fid["top32_overlap"] < min_overlap:
+            failures.append(f"{precision} top-32 overlap {fid['top32_overlap']:.3f} < {min_overlap}")
+    return failures or ["passed: false"]
+
+
+def check_validation(manifest: Manifest, folder: str | Path, *, allow_failed: bool = False) -> None:
+    """Refuse a folder whose export failed validation against PyTorch, unless the caller opts in.
+
+    Raises:
+        ModelFolderError: the manifest records `"passed": false` and `allow_failed` is False.
+    """
+    failures = validation_failures(manifest)
+    if not failures:
+        return
+    what = "; ".join(failures)
+    if not allow_failed:
+        raise ModelFolderError(
+            f"{folder}: this {manifest.precision} export failed its validation against PyTorch ({what}); "
+            "re-export it (another --max-length, or fp32), or load it anyway with "
+            "allow_failed_validation=True / --allow-failed-validation"
+        )
+    logging.getLogger("runtime").warning("%s: loading a folder that failed validation (%s), as asked", folder, what)

@@ -111,23 +111,27 @@ def test_runtime_installs_and_runs_without_torch(fp32_dir, tmp_path, reference):
 def test_benchmark_runs_and_writes_results(tmp_path):
     """Timings are never asserted: only that the comparison runs and its files are well-formed."""
     done = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--quick", "--repeats", "1", "--query-repeats", "3",
-                           "--corpus-size", "6", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+                           "--corpus-size", "6", "--fidelity-pairs", "6", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "compare-cpu-quick.json").read_text())
     assert {"cpu", "versions"} <= set(result["machine"]) and result["command"].startswith("python -m benchmarks.compare")
     rows = result["models"][0]["rows"]
-    engines = [r["engine"] for r in rows if r["engine"] != "pytorch-bf16"]  # bf16 only on CPUs with native bf16
+    native_only = ("pytorch-bf16", "ours-openvino-bf16")  # bf16 rows only on CPUs with native bf16 (and openvino)
+    engines = [r["engine"] for r in rows if r["engine"] not in native_only]
     # optimum (the `peers` extra) pins an older transformers: its row is skipped, with a warning, where it is absent
     peer = ["optimum-fill-mask"] if optimum_available() else []
-    assert engines == ["pytorch-fp32", *peer, "ours-fp32", "ours-int8"]
+    assert engines == ["pytorch-fp32", *peer, "ours-fp32", "ours-int8", "ours-int8-dynamic"]
     if not peer:
         assert "optimum-fill-mask skipped: optimum is not installed" in done.stderr
-    rows = {r["engine"]: r for r in rows if r["engine"] != "pytorch-bf16"}
+    rows = {r["engine"]: r for r in rows if r["engine"] not in native_only}
     assert rows["pytorch-fp32"]["ratio"]["docs_32x128"] == 1.0
     for r in rows.values():
         assert r["docs_32x128_texts_per_s"] > 0 and r["query_ms"]["p50"] > 0 and 0 <= r["top32_overlap"] <= 1
     assert rows["ours-fp32"]["max_abs_diff"] < 1e-4 and rows["ours-fp32"]["top32_overlap"] == 1.0
     assert "| splade-tiny | ours-fp32 |" in (tmp_path / "compare-cpu-quick.md").read_text()
+    fidelity = {r["engine"]: r for r in result["fidelity"]["rows"]}
+    assert fidelity["ours-fp32"]["top32_overlap_worst"] == 1.0 and "ours-int8-static" in fidelity
+    assert "| ours-int8-dynamic |" in (tmp_path / "compare-cpu-quick.md").read_text().split("Retrieval fidelity")[1]
     assert (tmp_path / "compare-cpu-quick.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -1,0 +1,221 @@
+"""Retrieval fidelity on real offline text: each precision and provider against PyTorch fp32 on splade-tiny.
+
+    python -m benchmarks.fidelity                  # 300 pairs, writes benchmarks/results/fidelity-cpu.{json,md}
+    python -m benchmarks.fidelity --pairs 40 --out /tmp/f
+
+The text is the docstrings of installed third-party packages, read with `ast` (nothing is imported): a
+docstring's summary line is the query, the rest of it the document. Every engine encodes the same queries
+and documents; we report MRR@10 (each query's own document among all documents, dot-product ranking) and
+the top-32 term overlap of each vector with PyTorch fp32's (mean and worst). Fidelity is not timing: this
+runs anywhere, any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.metadata as md
+import importlib.util
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+# Third-party packages whose docstrings are plain English prose; those installed are used, in this order.
+PACKAGES = ("numpy", "scipy", "httpx", "pydantic", "fastapi", "starlette", "click", "jinja2", "packaging",
+            "tokenizers", "transformers", "onnx", "psutil", "matplotlib", "networkx", "sympy", "requests", "urllib3")
+MAX_FILES_PER_PACKAGE = 400
+
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    document: str
+    where: str  # package/module.py:qualname
+
+
+def _docstring_nodes(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            doc = ast.get_docstring(node)
+            if doc:
+                yield node.name, doc
+
+
+def split_docstring(doc: str) -> tuple[str, str] | None:
+    """(summary line, prose body) or None when either is too short or the body is mostly code/tables."""
+    paragraphs = [p.strip() for p in doc.strip().split("\n\n")]
+    summary = " ".join(paragraphs[0].split())
+    prose = []
+    for p in paragraphs[1:]:
+        if p.startswith((">>>", "..", "--", "==", "Parameters", "Returns", "Examples", "Args:", "Raises", "See Also")):
+            break
+        prose.append(" ".join(p.split()))
+    body = " ".join(prose)
+    if not 4 <= len(summary.split()) <= 25 or len(body.split()) < 30:
+        return None
+    return summary, body
+
+
+def docstring_pairs(n: int, seed: int = 0) -> tuple[list[Pair], dict[str, str]]:
+    """Up to n (query, document) pairs sampled with a fixed seed; also the package versions they came from."""
+    found: list[Pair] = []
+    versions = {}
+    seen: set[str] = set()
+    for package in PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = "?"
+        root = Path(next(iter(spec.submodule_search_locations)))
+        files = sorted(p for p in root.rglob("*.py") if "test" not in p.as_posix().lower())[:MAX_FILES_PER_PACKAGE]
+        for path in files:
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+                continue
+            for name, doc in _docstring_nodes(tree):
+                split = split_docstring(doc)
+                if split is None or split[0] in seen:
+                    continue
+                seen.add(split[0])
+                found.append(Pair(*split, where=f"{path.relative_to(root.parent)}:{name}"))
+    random.Random(seed).shuffle(found)
+    return found[:n], versions
+
+
+def mrr_at_10(queries: np.ndarray, documents: np.ndarray) -> float:
+    """Mean reciprocal rank of query i's own document i among all documents (0 beyond rank 10)."""
+    scores = queries @ documents.T
+    own = np.diag(scores)
+    ranks = 1 + (scores > own[:, None]).sum(axis=1)
+    return float(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0)))
+
+
+def top32_overlaps(reference: np.ndarray, got: np.ndarray, k: int = 32) -> np.ndarray:
+    """Per row: share of the reference's top-k non-zero terms that the other vector also has in its top k."""
+    out = []
+    for r, g in zip(reference, got):
+        top_r = np.argsort(-r)[:k]
+        top_r = set(top_r[r[top_r] > 0].tolist())
+        top_g = np.argsort(-g)[:k]
+        top_g = set(top_g[g[top_g] > 0].tolist())
+        out.append(len(top_r & top_g) / max(len(top_r), 1))
+    return np.array(out)
+
+
+def torch_weights(source: Path, texts: list[str], max_length: int) -> np.ndarray:
+    """PyTorch fp32 SPLADE weights, one text at a time (no padding), the paper's formula."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForMaskedLM.from_pretrained(source).float().eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            ids = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+            logits = model(**{k: v for k, v in ids.items() if k in ("input_ids", "attention_mask")}).logits[0]
+            rows.append(torch.log1p(torch.relu(logits)).amax(0).numpy())
+    return np.stack(rows)
+
+
+def engines(work: Path) -> list[tuple[str, Path, str, dict]]:
+    """(name, folder, provider, provider_options) for every precision and provider available here."""
+    from export import ExportConfig, export_model
+
+    folders = {}
+    for name, precision, scales in (("fp32", "fp32", "static"), ("int8-static", "int8", "static"),
+                                    ("int8-dynamic", "int8", "dynamic")):
+        folder = work / f"splade-tiny-{'int8' if name == 'int8-static' else name}"  # benchmarks.compare's names
+        if not (folder / "splade.json").exists():
+            export_model(ExportConfig(model="splade-tiny", output=folder, precision=precision, int8_scales=scales,
+                                      validate=False))
+        folders[name] = folder
+    rows = [("ours-fp32", folders["fp32"], "cpu", {}), ("ours-int8-static", folders["int8-static"], "cpu", {}),
+            ("ours-int8-dynamic", folders["int8-dynamic"], "cpu", {})]
+    if importlib.util.find_spec("openvino") is not None:
+        from runtime.openvino_backend import native_bf16
+
+        if native_bf16():
+            rows.append(("openvino-bf16", folders["fp32"], "openvino", {}))
+        rows.append(("openvino-f32", folders["fp32"], "openvino", {"openvino": {"INFERENCE_PRECISION_HINT": "f32"}}))
+    return rows
+
+
+def run(pairs: int, work: Path) -> dict:
+    from export.sources import resolve_model
+    from runtime import SpladeEncoder
+
+    found, versions = docstring_pairs(pairs)
+    queries, documents = [p.query for p in found], [p.document for p in found]
+    source = resolve_model("splade-tiny").path
+    max_length = 512
+    ref_q, ref_d = torch_weights(source, queries, max_length), torch_weights(source, documents, max_length)
+    reference = np.concatenate([ref_q, ref_d])
+    rows = [{"engine": "pytorch-fp32", "mrr@10": mrr_at_10(ref_q, ref_d), "top32_overlap_mean": 1.0,
+             "top32_overlap_worst": 1.0}]
+    for name, folder, provider, options in engines(work):
+        encoder = SpladeEncoder(folder, provider, provider_options=options or None)
+        vocab = encoder.manifest.vocab_size
+        q = np.stack([v.to_dense(vocab) for v in encoder.encode(queries, batch_size=32)])
+        d = np.stack([v.to_dense(vocab) for v in encoder.encode(documents, batch_size=32)])
+        overlaps = top32_overlaps(reference, np.concatenate([q, d]))
+        rows.append({"engine": name, "mrr@10": mrr_at_10(q, d), "top32_overlap_mean": float(overlaps.mean()),
+                     "top32_overlap_worst": float(overlaps.min())})
+        logging.info("%s", json.dumps(rows[-1]))
+    lengths = [len(d.split()) for d in documents]
+    return {"model": "splade-tiny", "pairs": len(found), "document_words_median": int(np.median(lengths)),
+            "sources": versions, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Retrieval fidelity, {result['model']}: {result['pairs']} docstring pairs (summary line = query, "
+             f"rest = document, median {result['document_words_median']} words) from "
+             + ", ".join(f"{k} {v}" for k, v in result["sources"].items()) + ".",
+             f"Machine: {result.get('machine', {}).get('cpu', '?')} ({result.get('machine', {}).get('simd', '')}). "
+             f"Command: `{result.get('command', 'python -m benchmarks.fidelity')}`", "",
+             "| engine | MRR@10 | top-32 overlap vs PyTorch fp32, mean | worst |", "|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['engine']} | {r['mrr@10']:.4f} | {r['top32_overlap_mean']:.4f} | {r['top32_overlap_worst']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.fidelity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--pairs", type=int, default=300, help="query/document pairs. Default: %(default)s")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder. Default: %(default)s")
+    p.add_argument("--work", type=Path, default=None, help="folder for exported models (default: a temp folder)")
+    p.add_argument("--name", default="fidelity-cpu", help="result file stem. Default: %(default)s")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    for noisy in ("onnxruntime", "transformers", "export", "runtime"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from benchmarks.compare import machine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        result = run(args.pairs, work)
+    result["machine"] = machine()
+    result["command"] = "python -m benchmarks.fidelity " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["date"] = time.strftime("%Y-%m-%d")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
