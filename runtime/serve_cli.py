@@ -52,8 +52,7 @@ def run_server(args) -> int:
     limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
                           max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
                           max_client_batch_size=args.max_client_batch_size, payload_limit=args.payload_limit,
-                          max_windows=args.max_windows, allow_failed_validation=args.allow_failed_validation,
-                  allow_spinning=bool(args.allow_spinning))
+                          max_windows=args.max_windows)
     for name in ("max_batch_tokens", "max_batch_size", "max_concurrent_requests", "max_client_batch_size",
                  "payload_limit", "max_windows"):
         if getattr(limits, name) < 1:
