@@ -11,7 +11,20 @@ from typing import Literal
 import torch
 from torch import nn
 
+from export.errors import UnsupportedModelError
+
 Pooling = Literal["max", "sum"]
+
+
+def mlm_head(mlm: nn.Module) -> nn.Linear:
+    """The MLM's vocabulary projection, or UnsupportedModelError when it is not a Linear."""
+    get = getattr(mlm, "get_output_embeddings", None)
+    decoder = get() if callable(get) else None
+    if not isinstance(decoder, nn.Linear):
+        raise UnsupportedModelError(
+            f"{type(mlm).__name__}: output embeddings are {type(decoder).__name__}, expected a Linear "
+            "vocabulary projection (BERT, DistilBERT, RoBERTa and other *ForMaskedLM heads have one)")
+    return decoder
 
 
 @contextlib.contextmanager
@@ -23,9 +36,7 @@ def decoder_removed(mlm: nn.Module) -> Iterator[nn.Linear]:
     before the activation. Works for any `*ForMaskedLM` whose `get_output_embeddings()` is a
     Linear (BERT, DistilBERT, RoBERTa, ...).
     """
-    decoder = mlm.get_output_embeddings()
-    if not isinstance(decoder, nn.Linear):
-        raise TypeError(f"{type(mlm).__name__}: output embeddings are {type(decoder).__name__}, expected Linear")
+    decoder = mlm_head(mlm)
     parent, attr = next(
         (module, name)
         for module in mlm.modules()

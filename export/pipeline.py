@@ -15,7 +15,8 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from export import optimize
 from export import validate as fidelity
-from export.graph import export_onnx
+from export.errors import UnsupportedModelError, ValidationError
+from export.graph import export_onnx, mlm_head
 from export.sources import resolve_model
 from runtime.manifest import Manifest, sha256_of
 
@@ -85,7 +86,7 @@ def _validate(cfg: ExportConfig, mlm, tokenizer, graphs: dict[str, Path], max_le
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # e.g. an ORT build without fp16 CPU kernels
-            results[precision] = fidelity.Fidelity(float("nan"), float("nan"), float("nan"), skipped=f"CPU provider cannot run it: {exc}")
+            results[precision] = fidelity.Fidelity.skip(f"CPU provider cannot run it: {str(exc).splitlines()[0][:300]}")
             continue
         got = fidelity.graph_weights(session, tokenizer, texts, max_length=max_length, vocab=vocab)
         results[precision] = fidelity.compare(reference, got, top_k=cfg.top_k)
@@ -97,6 +98,7 @@ def export_model(cfg: ExportConfig) -> Manifest:
 
     Raises:
         ModelSourceError: the model cannot be found or fetched.
+        UnsupportedModelError: no fast tokenizer, no Linear MLM head, or a max length beyond the model's.
         ValidationError: the graph differs from PyTorch beyond `cfg.bounds` (the folder is
             still written, with the failing figures in its manifest, for inspection).
     """
@@ -104,13 +106,13 @@ def export_model(cfg: ExportConfig) -> Manifest:
     config = AutoConfig.from_pretrained(source.path)
     tokenizer = AutoTokenizer.from_pretrained(source.path)
     if not tokenizer.is_fast:
-        raise ValueError(f"{source.name}: no fast (Rust) tokenizer; the runtime needs tokenizer.json")
+        raise UnsupportedModelError(f"{source.name}: no fast (Rust) tokenizer; the runtime needs tokenizer.json")
     mlm = AutoModelForMaskedLM.from_pretrained(source.path, attn_implementation="eager").float().eval()
     limit = position_limit(config)
     max_length = cfg.max_length or limit
     if not 2 <= max_length <= limit:
-        raise ValueError(f"--max-length {max_length} must be between 2 and the model's position limit {limit}")
-    vocab = int(mlm.get_output_embeddings().weight.shape[0])
+        raise UnsupportedModelError(f"--max-length {max_length} must be between 2 and the model's position limit {limit}")
+    vocab = int(mlm_head(mlm).weight.shape[0])
     out = Path(cfg.output or Path("models") / f"{Path(source.name).name}-{cfg.precision}")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -136,9 +138,7 @@ def export_model(cfg: ExportConfig) -> Manifest:
 
     tokenizer.save_pretrained(out)
     failures = fidelity.check(results, cfg.bounds)
-    validation = {p: f.as_dict() for p, f in results.items()}
-    if results:
-        validation.update(provider="CPUExecutionProvider", passed=not failures, bounds=vars(cfg.bounds))
+    validation = fidelity.record(results, failures, cfg.bounds, "CPUExecutionProvider") if results else {}
     manifest = Manifest(
         source_model=source.name,
         source_revision=source.revision,
@@ -168,5 +168,5 @@ def export_model(cfg: ExportConfig) -> Manifest:
                 precision, fid.max_abs_diff, fid.top32_overlap, fid.cosine,
             )
     if failures:
-        raise fidelity.ValidationError(f"{out}: validation failed: " + "; ".join(failures))
+        raise ValidationError(f"{out}: validation failed: " + "; ".join(failures))
     return manifest
