@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 MODELS := models
 
-.PHONY: setup demo test lint bench bench-quick clean
+.PHONY: setup demo test test-unit test-integration test-e2e lint bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -31,11 +31,22 @@ demo: $(MODELS)/splade-tiny-fp32/splade.json $(MODELS)/splade-tiny-fp16/splade.j
 	    "what is splade" "how do sparse retrieval models work" "capital of france" || exit 1; \
 	done
 
+# Tiers (tests/unit, tests/integration, tests/e2e); `make test` runs them all and is what CI runs.
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/python -m pytest -q tests/integration
+
+test-e2e: setup
+	$(BIN)/python -m pytest -q tests/e2e
+
 lint: setup
 	$(BIN)/ruff check export runtime benchmarks tests
+	$(BIN)/mypy
 
 bench-quick: setup
 	$(BIN)/python -m benchmarks.compare --quick
