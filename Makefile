@@ -7,9 +7,9 @@ MODELS := models
 # The lowest transformers the `export` extra claims; `make test` runs the export and runtime tests on it too.
 OLDEST_TRANSFORMERS ?= 4.48.0
 OLD_VENV := .venv-oldest
-OLDEST_TESTS := tests/test_export.py tests/test_runtime.py tests/test_architectures.py tests/test_static_query.py
+OLDEST_TESTS := tests/integration/test_export.py tests/integration/test_runtime.py tests/integration/test_architectures.py tests/integration/test_static_query.py
 
-.PHONY: setup demo test test-latest test-oldest lint bench bench-quick clean
+.PHONY: setup demo test test-latest test-oldest test-unit test-integration test-e2e lint bench bench-quick clean
 
 setup: $(VENV)/.installed $(TRITON_VENV)/.installed
 
@@ -39,11 +39,11 @@ $(TRITON_VENV)/.installed: pyproject.toml
 	$(TRITON_VENV)/bin/pip install -q -e ".[cpu,tritonserver]"
 	touch $@
 
-$(MODELS)/splade-tiny-fp32/splade.json: | setup
+$(MODELS)/splade-tiny-fp32/splade.json: | $(VENV)/.installed
 	$(BIN)/python -m export --model splade-tiny --output $(MODELS)/splade-tiny-fp32
-$(MODELS)/splade-tiny-fp16/splade.json: | setup
+$(MODELS)/splade-tiny-fp16/splade.json: | $(VENV)/.installed
 	$(BIN)/python -m export --model splade-tiny --fp16 --output $(MODELS)/splade-tiny-fp16
-$(MODELS)/splade-tiny-int8/splade.json: | setup
+$(MODELS)/splade-tiny-int8/splade.json: | $(VENV)/.installed
 	$(BIN)/python -m export --model splade-tiny --int8 --output $(MODELS)/splade-tiny-int8
 
 demo: $(MODELS)/splade-tiny-fp32/splade.json $(MODELS)/splade-tiny-fp16/splade.json $(MODELS)/splade-tiny-int8/splade.json
@@ -53,6 +53,8 @@ demo: $(MODELS)/splade-tiny-fp32/splade.json $(MODELS)/splade-tiny-fp16/splade.j
 	    "what is splade" "how do sparse retrieval models work" "capital of france" || exit 1; \
 	done
 
+# Tiers (tests/unit, tests/integration, tests/e2e); `make test` runs them all, then the export and
+# runtime tests once more on the oldest transformers claimed. It is what CI runs.
 test: test-latest test-oldest
 
 test-latest: setup
@@ -61,8 +63,18 @@ test-latest: setup
 test-oldest: $(OLD_VENV)/.installed
 	$(OLD_VENV)/bin/python -m pytest -q $(OLDEST_TESTS)
 
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/python -m pytest -q tests/integration
+
+test-e2e: setup
+	$(BIN)/python -m pytest -q tests/e2e
+
 lint: setup
 	$(BIN)/ruff check export runtime benchmarks tests
+	$(BIN)/mypy
 
 bench-quick: setup
 	$(BIN)/python -m benchmarks.compare --quick

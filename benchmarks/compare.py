@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata as md
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import torch
 
 from benchmarks import corpus
 from benchmarks.engines import OPTIMUM_MISSING, OptimumEngine, OursEngine, TorchEngine, as_dense, optimum_available
+from benchmarks.machine import cpu_has_bf16, machine
 from export.validate import compare as fidelity
 
 RESULTS = Path(__file__).parent / "results"
@@ -208,52 +207,6 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
             key = PEAK_KEY[args.device]
             row["ratio"]["memory_32x256"] = row["memory_32x256"][key] / base["memory_32x256"][key]
     return {"model": label, "corpus_size": len(texts), "rows": rows}
-
-
-def cpu_simd() -> str:
-    """The vector and matrix extensions that decide CPU kernel speed (AVX2, AVX-512, VNNI, AMX)."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    keep = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
-    return " ".join(f for f in line.split(":", 1)[1].split() if f in keep)
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "simd": cpu_simd()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    versions = {}
-    for name in ("torch", "transformers", "onnxruntime", "onnxruntime-gpu", "optimum", "optimum-onnx", "numpy"):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    try:  # the package that answers `import onnxruntime` (onnxruntime-gpu shadows the CPU build when both exist)
-        import onnxruntime as ort
-
-        versions["onnxruntime (imported)"] = ort.__version__
-        info["onnxruntime_providers"] = ort.get_available_providers()
-    except ImportError:
-        pass
-    info["versions"] = versions
-    return info
 
 
 def markdown(result: dict) -> str:

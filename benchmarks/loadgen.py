@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from benchmarks import corpus
-from benchmarks.compare import machine
+from benchmarks.machine import machine
 from benchmarks.serverproc import Server
 from export.validate import top_terms
 from runtime import SparseVector, SpladeEncoder

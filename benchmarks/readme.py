@@ -1,4 +1,4 @@
-"""`python -m benchmarks.readme`: copy the committed result tables into README.md (between markers)."""
+"""`python -m benchmarks.readme`: copy the committed result tables into docs/benchmarks.md (between markers)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ def table(name: str) -> str:
     return "\n".join([f"_{name}: " + "; ".join(head) + "_", "", *rows])
 
 
+TARGET = ROOT / "docs" / "benchmarks.md"
+
+
 def main() -> int:
-    readme = ROOT / "README.md"
+    readme = TARGET
     text = readme.read_text()
     for marker, files in SECTIONS.items():
         body = "\n\n".join(table(f) for f in files if (ROOT / "benchmarks" / "results" / f).exists())

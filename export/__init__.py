@@ -1,7 +1,35 @@
-"""Export a Hugging Face SPLADE model to one ONNX graph with pooling and top-k fused in."""
+"""Export a Hugging Face SPLADE model to one ONNX graph with pooling and top-k fused in.
 
-from export.pipeline import ExportConfig, export_model
-from export.sources import ModelSourceError
-from export.validate import Bounds, ValidationError
+Names are imported on first use: `python -m export.triton` writes text files and must not pay
+for (or need) torch and transformers.
+"""
 
-__all__ = ["Bounds", "ExportConfig", "ModelSourceError", "ValidationError", "export_model"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from export.errors import ExportError, ModelSourceError, UnsupportedModelError, ValidationError
+    from export.pipeline import ExportConfig, export_model
+    from export.validate import Bounds
+
+_WHERE = {
+    "Bounds": "export.validate",
+    "ExportConfig": "export.pipeline", "export_model": "export.pipeline",
+    "ExportError": "export.errors", "ModelSourceError": "export.errors",
+    "UnsupportedModelError": "export.errors", "ValidationError": "export.errors",
+}
+
+__all__ = [
+    "Bounds", "ExportConfig", "ExportError", "ModelSourceError", "UnsupportedModelError", "ValidationError",
+    "export_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

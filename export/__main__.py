@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from export.pipeline import ExportConfig, export_model
-from export.sources import DEFAULT_MODEL, TINY_ALIAS, ModelSourceError
-from export.validate import Bounds, ValidationError
-from runtime.manifest import load_manifest
+from export.sources import DEFAULT_MODEL, TINY_ALIAS
+from export.validate import Bounds
+from runtime.errors import SpladeError
+from runtime.manifest import Precision, load_manifest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
     for noisy in ("onnxruntime", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    precision: Precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     try:
         cfg = ExportConfig(
             model=args.model, output=args.output, precision=precision, pooling=args.pooling,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             bounds=Bounds(min_top32_overlap=args.min_overlap),
         )
         manifest = export_model(cfg)
-    except (ModelSourceError, ValidationError, ValueError) as exc:
+    except (SpladeError, ValueError, OSError) as exc:  # every export error, bad flag values, unwritable output
         print(f"error: {exc}", file=sys.stderr)
         return 1
     out = Path(cfg.output or f"models/{manifest.source_model.split('#')[0].split('/')[-1]}-{precision}")

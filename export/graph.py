@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from export.errors import UnsupportedModelError
+
 Pooling = Literal["max", "sum"]
 # How max pooling reduces each [tokens, chunk] block: ReduceMax over the token axis, or GlobalMaxPool
 # over a [chunk, tokens] block (the projection then runs as W^T @ h^T). On CUDA, ONNX Runtime runs
@@ -19,6 +21,17 @@ Pooling = Literal["max", "sum"]
 # BERT-base document batch's GPU time; cuDNN's pooling reads the fp16 block once.
 MaxReduction = Literal["reducemax", "globalmaxpool"]
 Activation = Literal["relu", "log1p_relu"]
+
+
+def mlm_head(mlm: nn.Module) -> nn.Linear:
+    """The MLM's vocabulary projection, or UnsupportedModelError when it is not a Linear."""
+    get = getattr(mlm, "get_output_embeddings", None)
+    decoder = get() if callable(get) else None
+    if not isinstance(decoder, nn.Linear):
+        raise UnsupportedModelError(
+            f"{type(mlm).__name__}: output embeddings are {type(decoder).__name__}, expected a Linear "
+            "vocabulary projection (BERT, DistilBERT, RoBERTa and other *ForMaskedLM heads have one)")
+    return decoder
 
 
 @contextlib.contextmanager
@@ -30,9 +43,7 @@ def decoder_removed(mlm: nn.Module) -> Iterator[nn.Linear]:
     before the activation. Works for any `*ForMaskedLM` whose `get_output_embeddings()` is a
     Linear (BERT, DistilBERT, RoBERTa, ...).
     """
-    decoder = mlm.get_output_embeddings()
-    if not isinstance(decoder, nn.Linear):
-        raise TypeError(f"{type(mlm).__name__}: output embeddings are {type(decoder).__name__}, expected Linear")
+    decoder = mlm_head(mlm)
     parent, attr = next(
         (module, name)
         for module in mlm.modules()

@@ -19,8 +19,6 @@ from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.onnx_model import OnnxModel
 from onnxruntime.transformers.optimizer import optimize_model
 
-log = logging.getLogger(__name__)
-
 
 @contextlib.contextmanager
 def quiet_root_logger() -> Iterator[None]:

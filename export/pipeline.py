@@ -17,7 +17,8 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from export import optimize, st_folder, st_reference
 from export import validate as fidelity
-from export.graph import Activation, MaxReduction, export_onnx
+from export.errors import UnsupportedModelError, ValidationError
+from export.graph import Activation, MaxReduction, export_onnx, mlm_head
 from export.sources import ModelSource, resolve_model
 from export.static_query import export_static_query
 from runtime.manifest import Manifest, sha256_of
@@ -104,7 +105,7 @@ def _validate(cfg: ExportConfig, reference_fn: st_reference.Reference, tokenizer
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # e.g. an ORT build without fp16 CPU kernels
-            results[precision] = fidelity.Fidelity(float("nan"), float("nan"), float("nan"), skipped=f"CPU provider cannot run it: {exc}")
+            results[precision] = fidelity.Fidelity.skip(f"CPU provider cannot run it: {str(exc).splitlines()[0][:300]}")
             continue
         got = fidelity.graph_weights(session, tokenizer, texts, max_length=max_length, vocab=vocab)
         results[precision] = fidelity.compare(reference, got, top_k=cfg.top_k)
@@ -131,7 +132,8 @@ def export_model(cfg: ExportConfig) -> Manifest:
         ModelSourceError: the model cannot be found or fetched.
         StFolderError: a sentence-transformers folder this exporter cannot reproduce.
         ValueError: bad settings, e.g. a `pooling` that contradicts the folder's SpladePooling.
-        ValidationError: the graph differs from the reference beyond `cfg.bounds` (the folder is
+        UnsupportedModelError: no fast tokenizer, no Linear MLM head, or a max length beyond the model's.
+        ValidationError: the graph differs from PyTorch beyond `cfg.bounds` (the folder is
             still written, with the failing figures in its manifest, for inspection).
     """
     source = resolve_model(cfg.model)
@@ -173,14 +175,14 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
     config = AutoConfig.from_pretrained(mlm_dir)
     tokenizer = AutoTokenizer.from_pretrained(mlm_dir)
     if not tokenizer.is_fast:
-        raise ValueError(f"{source.name}: no fast (Rust) tokenizer; the runtime needs tokenizer.json")
+        raise UnsupportedModelError(f"{source.name}: no fast (Rust) tokenizer; the runtime needs tokenizer.json")
     mlm = AutoModelForMaskedLM.from_pretrained(mlm_dir, attn_implementation="eager").float().eval()
     limit = position_limit(mlm, config)
     default = min(limit, route.max_seq_length) if route and route.max_seq_length else limit
     max_length = cfg.max_length or default
     if not 2 <= max_length <= limit:
-        raise ValueError(f"--max-length {max_length} must be between 2 and the model's position limit {limit}")
-    vocab = int(mlm.get_output_embeddings().weight.shape[0])
+        raise UnsupportedModelError(f"--max-length {max_length} must be between 2 and the model's position limit {limit}")
+    vocab = int(mlm_head(mlm).weight.shape[0])
     out.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,10 +221,9 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
 
     tokenizer.save_pretrained(out)
     failures = fidelity.check(results, cfg.bounds)
-    validation = {p: f.as_dict() for p, f in results.items()}
+    validation = fidelity.record(results, failures, cfg.bounds, "CPUExecutionProvider") if results else {}
     if results:
-        validation.update(provider="CPUExecutionProvider", passed=not failures, bounds=vars(cfg.bounds),
-                          reference=reference_name)
+        validation["reference"] = reference_name
     manifest = Manifest(
         source_model=name or source.name,
         source_revision=source.revision,
@@ -254,5 +255,5 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
                 precision, fid.max_abs_diff, fid.top32_overlap, fid.cosine,
             )
     if failures:
-        raise fidelity.ValidationError(f"{out}: validation failed: " + "; ".join(failures))
+        raise ValidationError(f"{out}: validation failed: " + "; ".join(failures))
     return manifest

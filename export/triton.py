@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from runtime.errors import ModelFolderError
-from runtime.manifest import load_manifest
+from runtime.errors import ModelFolderError, SpladeError
+from runtime.manifest import MANIFEST_NAME, load_manifest
 
 TOKENIZER_SOURCE = Path(__file__).with_name("triton_tokenizer.py")
 ONNX_MODEL_SOURCE = Path(__file__).with_name("triton_onnx_model.py")
@@ -52,6 +52,8 @@ class TritonConfig:
             raise ValueError("--tensorrt needs --gpu (TensorRT is a GPU accelerator)")
         if any(b > self.max_batch_size or b < 1 for b in self.preferred_batch_sizes):
             raise ValueError("preferred batch sizes must be between 1 and max_batch_size")
+        if self.instances < 1 or self.tokenizer_instances < 1:
+            raise ValueError("--instances and --tokenizer-instances must be >= 1")
 
 
 def _io(name: str, dtype: str, dims: list[int]) -> str:
@@ -168,7 +170,7 @@ def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig 
     (tok_dir / "1" / "tokenizer_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     (tok_dir / "config.pbtxt").write_text(tokenizer_config(manifest, cfg))
     (ens_dir / "config.pbtxt").write_text(ensemble_config(manifest, cfg))
-    shutil.copyfile(model_dir / "splade.json", repo / "splade.json")
+    shutil.copyfile(model_dir / MANIFEST_NAME, repo / MANIFEST_NAME)
     return repo
 
 
@@ -191,15 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trt-cache-path", default="/tmp/splade-trt-cache", help="engine cache in the container")
     p.add_argument("--pad-multiple", type=int, default=16,
                    help="tokenizer pads each request to a multiple of this, so similar lengths batch together")
+    p.add_argument("--tokenizer-instances", type=int, default=TritonConfig.tokenizer_instances,
+                   help="Python-backend tokenizer instances (CPU). Default: %(default)s")
     args = p.parse_args(argv)
     try:
         cfg = TritonConfig(name=args.name, max_batch_size=args.max_batch_size,
                            preferred_batch_sizes=tuple(args.preferred_batch_sizes),
                            max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, gpu=args.gpu,
                            tensorrt=args.tensorrt, trt_cache_path=args.trt_cache_path, pad_multiple=args.pad_multiple,
-                           onnx_backend=args.onnx_backend)
+                           onnx_backend=args.onnx_backend, tokenizer_instances=args.tokenizer_instances)
         repo = write_repository(args.model_dir, args.output, cfg)
-    except (ValueError, OSError) as exc:
+    except (SpladeError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote Triton model repository {repo} (ensemble {cfg.name!r})")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
-import torch
 
-log = logging.getLogger(__name__)
+from export.errors import ValidationError
+
+if TYPE_CHECKING:  # torch and onnxruntime load only when a validation runs (loadgen needs top_terms alone)
+    import onnxruntime as ort
+
+__all__ = ["Bounds", "Fidelity", "ValidationError", "check", "compare", "top_terms"]
 
 _PASSAGE = (
     "The Manhattan Project was a research and development undertaking during World War II that "
@@ -52,6 +55,8 @@ def validation_texts(tokenizer, max_length: int) -> list[str]:
 def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_length: int,
                       activation: str = "relu") -> np.ndarray:
     """SPLADE weights [n, vocab] straight from the MLM logits, the paper's formula, fp32."""
+    import torch
+
     mlm = mlm.float().eval()
     rows = []
     with torch.no_grad():
@@ -80,15 +85,26 @@ def graph_weights(session: ort.InferenceSession, tokenizer, texts: list[str], *,
 
 @dataclass(frozen=True)
 class Fidelity:
-    """How close a graph's weights are to the reference, worst case over the validation texts."""
+    """How close a graph's weights are to the reference, worst case over the validation texts.
 
-    max_abs_diff: float
-    top32_overlap: float
-    cosine: float
+    A precision that could not run gives `Fidelity.skip(reason)`: no figures (null in the
+    manifest, never NaN) and the reason in `skipped`.
+    """
+
+    max_abs_diff: float | None
+    top32_overlap: float | None
+    cosine: float | None
     skipped: str | None = None
 
-    def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    @classmethod
+    def skip(cls, reason: str) -> Fidelity:
+        return cls(None, None, None, skipped=reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.skipped is None:
+            del data["skipped"]
+        return data
 
 
 def keep_top(weights: np.ndarray, top_k: int) -> np.ndarray:
@@ -125,15 +141,24 @@ class Bounds:
     min_top32_overlap: float = 0.9
 
 
-class ValidationError(ValueError):
-    """The exported graph differs from PyTorch beyond the bounds."""
+def record(results: dict[str, Fidelity], failures: list[str], bounds: Bounds, provider: str) -> dict[str, Any]:
+    """The manifest's `validation` block.
+
+    `passed` is true only when every precision ran and met the bounds, false when one failed, and
+    null when none failed but one could not run (listed in `skipped`): an unvalidated graph is
+    never reported as passed.
+    """
+    skipped = sorted(p for p, f in results.items() if f.skipped)
+    passed: bool | None = False if failures else (None if skipped else True)
+    return {**{p: f.as_dict() for p, f in results.items()}, "provider": provider, "passed": passed,
+            "skipped": skipped, "bounds": asdict(bounds)}
 
 
 def check(results: dict[str, Fidelity], bounds: Bounds) -> list[str]:
     """Every bound violation, collected (not just the first)."""
     failures = []
     for precision, fid in results.items():
-        if fid.skipped:
+        if fid.max_abs_diff is None or fid.top32_overlap is None:  # skipped: nothing to bound
             continue
         if precision == "fp32" and fid.max_abs_diff > bounds.fp32_max_abs_diff:
             failures.append(f"fp32 max |diff| {fid.max_abs_diff:.2e} > {bounds.fp32_max_abs_diff:.0e}")

@@ -15,7 +15,7 @@ import onnxruntime as ort
 from runtime.batching import Batch, Buckets
 from runtime.cuda_graphs import SKIP_GRAPH, CudaGraphs
 from runtime.errors import ModelFolderError, ProviderError
-from runtime.manifest import Manifest
+from runtime.manifest import Manifest, cache_root
 
 log = logging.getLogger("runtime")
 
@@ -36,11 +36,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def cache_root() -> Path:
-    root = os.environ.get("SPLADE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splade-onnx")
-    return Path(root)
 
 
 @dataclass(frozen=True)

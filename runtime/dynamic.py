@@ -156,7 +156,8 @@ class DynamicBatcher:
         return self.submit(texts, **kwargs).result()
 
     async def aencode(self, texts: str | Sequence[str], **kwargs) -> list[SparseVector]:
-        """Awaitable encode: the event loop never blocks on tokenizing-free waiting or inference."""
+        """Awaitable encode: inference and the wait for a batch run off the event loop, but tokenizing runs
+        here, on the loop's thread (as in `submit`); for long texts call `submit` via `asyncio.to_thread`."""
         return await asyncio.wrap_future(self.submit(texts, **kwargs))
 
     def close(self) -> None:

@@ -187,9 +187,4 @@ class SpladeEncoderPair:
     def encode_documents(self, texts: str | Sequence[str], **kwargs) -> list[SparseVector]:
         return self.document.encode(texts, **kwargs)
 
-    def encoder(self, kind: str) -> SpladeEncoder:
-        if kind not in ("query", "document"):
-            raise ValueError(f"kind must be 'query' or 'document', got {kind!r}")
-        return self.query if kind == "query" else self.document
-
     score = staticmethod(score)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -26,6 +27,12 @@ KINDS = ("splade", "static-query")
 # encoder this runtime exports has more positions, and a larger value would fail inside the graph.
 MAX_LENGTH_CEILING = 8192
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def cache_root() -> Path:
+    """Where both sides cache files (splade-tiny's weights, TensorRT engines): `SPLADE_CACHE` or ~/.cache/splade-onnx."""
+    root = os.environ.get("SPLADE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splade-onnx")
+    return Path(root)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -73,7 +80,7 @@ class Manifest:
         data = asdict(self)
         data["inputs"] = list(self.inputs)
         data["outputs"] = list(self.outputs)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"  # NaN is not JSON
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / MANIFEST_NAME
@@ -192,8 +199,8 @@ def validation_failures(manifest: Manifest) -> list[str]:
     max_diff = float(bounds.get("fp32_max_abs_diff", 1e-4))
     failures = []
     for precision, fid in validation.items():
-        if not isinstance(fid, dict) or "top32_overlap" not in fid:
-            continue
+        if not isinstance(fid, dict) or not isinstance(fid.get("top32_overlap"), int | float):
+            continue  # "bounds", "skipped", or a precision that could not run (null figures)
         if precision == "fp32" and fid.get("max_abs_diff", 0.0) > max_diff:
             failures.append(f"fp32 max |diff| {fid['max_abs_diff']:.2e} > {max_diff:.0e}")
         if fid["top32_overlap"] < min_overlap:

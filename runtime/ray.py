@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.backend import ProviderName
 
 
 class _EncodeBatch:
     """Ray actor body: loads the model once, then encodes every batch it is handed."""
 
-    def __init__(self, model_dir: str, text_column: str, provider: str, top_k: int | None, truncate: bool,
+    def __init__(self, model_dir: str, text_column: str, provider: ProviderName, top_k: int | None, truncate: bool,
                  threshold: float = 0.0, threads: int | None = None):
         from runtime.encoder import SpladeEncoder
 

@@ -47,7 +47,7 @@ class SparseVector:
         return dense
 
     def dot(self, other: SparseVector) -> float:
-        common, a, b = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
+        _, a, b = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
         return float(np.dot(self.values[a].astype(np.float64), other.values[b]))
 
     def pruned(self, *, top_k: int | None = None, threshold: float = 0.0) -> SparseVector:

@@ -1,4 +1,10 @@
-"""Shared fixtures: real exports of splade-tiny (once per session) and an independent PyTorch reference."""
+"""Fixtures shared by every tier: real exports of splade-tiny (once per session) and an independent PyTorch reference.
+
+Tiers live in folders and get their marker from it: tests/unit (no export, no server, no
+subprocess), tests/integration (real exports, runtime, server on loopback), tests/e2e (clean
+install, Ray, Triton, benchmark smoke runs). Heavy imports (torch, export) happen inside the
+fixtures, so the unit tier starts without them.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("onnxruntime").setLevel(logging.ERROR)
 
-from export import ExportConfig, export_model  # noqa: E402
-from export.sources import resolve_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "integration", "e2e")
 
 TEXTS = [
     "what is splade",
@@ -28,14 +33,33 @@ TEXTS = [
 ]
 
 
+def _tier(item) -> str | None:
+    parts = Path(str(item.fspath)).relative_to(REPO).parts
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier (the folder it lives in), so `-m unit` and friends select by tier,
+    and run the tiers in order, fastest first: a broken unit fails the run within seconds."""
+    for item in items:
+        tier = _tier(item)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+    items.sort(key=lambda item: TIERS.index(_tier(item) or "e2e"))
+
+
 @pytest.fixture(scope="session")
 def tiny_source() -> Path:
+    from export.sources import resolve_model
+
     return resolve_model("splade-tiny").path
 
 
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory):
-    """Lazily exported model folders, keyed by (precision, pooling, top_k, max_length)."""
+    """Lazily exported model folders, keyed by (precision, pooling, top_k, max_length); each built once per session."""
+    from export import ExportConfig, export_model
+
     root = tmp_path_factory.mktemp("models")
     made: dict[tuple, Path] = {}
 
@@ -66,6 +90,8 @@ class TorchReference:
         self.model = AutoModelForMaskedLM.from_pretrained(source).eval()
 
     def from_ids(self, ids: list[int], pooling: str = "max") -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             logits = self.model(input_ids=torch.tensor([ids])).logits[0]
         act = torch.log1p(torch.relu(logits))

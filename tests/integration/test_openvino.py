@@ -14,7 +14,7 @@ from runtime import ProviderError, SpladeEncoder
 from runtime.openvino_backend import native_bf16, plan_openvino
 from tests.conftest import TEXTS, assert_matches
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_plan_picks_bf16_only_where_native_and_takes_overrides():

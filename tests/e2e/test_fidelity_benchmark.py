@@ -11,7 +11,7 @@ import numpy as np
 
 from benchmarks.fidelity import docstring_pairs, mrr_at_10, split_docstring, top32_overlaps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_split_docstring_keeps_prose_and_drops_sections():

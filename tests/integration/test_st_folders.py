@@ -34,7 +34,7 @@ from runtime import SpladeEncoder, SpladeEncoderPair  # noqa: E402
 from runtime.static import StaticQueryEncoder  # noqa: E402
 from tests import tiny_models  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LONG = "sparse retrieval " * 80
 TEXTS = ["what is splade", "", "Tokyo is the capital of Japan", "an inverted index answers queries", LONG,
          "repeated repeated repeated words"]

@@ -17,7 +17,7 @@ from runtime.checks import CHARS_PER_TOKEN
 from runtime.encoder import CHUNK_TEXTS
 from tests.conftest import assert_matches
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PASSAGE = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
            "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. ")
 

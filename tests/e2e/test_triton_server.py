@@ -27,7 +27,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 DOCS = [t for t in corpus.texts(300) if len(t) > 1500][:3]  # several hundred tokens, truncated at 512
 MIXED = TEXTS + DOCS
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from benchmarks.corpus import texts as corpus_texts  # noqa: E402
 from runtime import SpladeEncoder  # noqa: E402
 from runtime.ray import actor_resources  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ray_cli(model, src, dst, *extra, timeout=420):

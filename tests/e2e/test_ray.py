@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ ray = pytest.importorskip("ray")
 from benchmarks.corpus import texts as corpus_texts  # noqa: E402
 from runtime import SpladeEncoder  # noqa: E402
 from runtime.ray import encode_dataset  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO  # noqa: E402
 
 
 @pytest.fixture(scope="module")

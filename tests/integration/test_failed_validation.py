@@ -17,7 +17,7 @@ from export.validate import Bounds, ValidationError
 from runtime import ModelFolderError, SpladeEncoder
 from tests.conftest import assert_matches
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -13,11 +16,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export import ExportConfig, ModelSourceError, export_model
-from export.sources import resolve_model
+from export import ExportConfig, export_model
+from export.__main__ import main as export_cli
 from export.validate import top_terms
 from runtime.manifest import load_manifest, sha256_of
-from tests.conftest import TEXTS
+from tests.conftest import REPO, TEXTS
 
 
 def run_graph(folder, reference, texts, max_length=512):
@@ -100,34 +103,65 @@ def test_distilbert_exports_and_validates(tmp_path, tiny_source, reference):
     assert m.validation["fp32"]["max_abs_diff"] < 1e-4
 
 
-def test_unreachable_hub_id_fails_fast_with_advice():
+@pytest.fixture
+def silent_hub():
+    """A local "hub" that accepts connections and never answers (what a black-holed proxy does)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_unreachable_hub_id_fails_fast_with_advice(silent_hub, tmp_path):
+    """The hub's real timeout path: online mode (HF_HUB_OFFLINE unset for this run only), an empty cache,
+    and an endpoint that never answers; without our own timeout the client waits forever."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=silent_hub, HF_HOME=str(tmp_path / "hf"))
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "export", "--model", "someone/not-a-model", "-q"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0
+                          capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert done.returncode == 1
+    assert "Timeout" in done.stderr, done.stderr[-2000:]  # the hub was asked and did not answer: not "offline"
     assert "--model splade-tiny" in done.stderr and "local" in done.stderr
     assert "Traceback" not in done.stderr
     assert time.monotonic() - started < 60  # a hang guard, not a speed target
 
 
-def test_bad_sources_and_flags(tmp_path):
-    with pytest.raises(ModelSourceError, match="no config.json"):
-        resolve_model(str(tmp_path))
-    with pytest.raises(ModelSourceError, match="no such folder"):
-        resolve_model("./missing/folder")
-    with pytest.raises(ValueError, match="top_k"):
-        ExportConfig(model="splade-tiny", top_k=-1)
-    done = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True)
-    for flag in ("--model", "--output", "--fp16", "--int8", "--top-k", "--pooling", "--max-length", "--opset", "--no-validate"):
-        assert flag in done.stdout
+def test_unsupported_head_is_a_clear_cli_error(tmp_path, tiny_source, capsys):
+    """A masked LM whose vocabulary head is not a Linear (XLM's adaptive softmax) exits 1 with the reason."""
+    from transformers import AutoTokenizer, XLMConfig, XLMWithLMHeadModel
+
+    torch.manual_seed(0)
+    config = XLMConfig(vocab_size=30522, emb_dim=32, n_layers=1, n_heads=2, asm=True, asm_cutoffs=[8000, 20000],
+                       asm_div_value=4.0)
+    src = tmp_path / "xlm"
+    XLMWithLMHeadModel(config).save_pretrained(src)
+    AutoTokenizer.from_pretrained(tiny_source).save_pretrained(src)
+    assert export_cli(["--model", str(src), "--output", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "XLMWithLMHeadModel: output embeddings are AdaptiveLogSoftmaxWithLoss, expected a Linear" in err
 
 
-def test_validation_failure_exits_nonzero(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "export", "--model", "splade-tiny", "--int8", "--min-overlap", "1.01",
-                           "--output", str(tmp_path / "m"), "-q"], capture_output=True, text=True)
-    assert done.returncode == 1 and "validation failed" in done.stderr
+def test_validation_failure_exits_nonzero(tmp_path, capsys):
+    # an overlap bound no graph can meet (fp32's own overlap is 1.0): the cheapest export that must fail
+    assert export_cli(["--model", "splade-tiny", "--min-overlap", "1.01", "--output", str(tmp_path / "m"), "-q"]) == 1
+    assert "validation failed: fp32 top-32 overlap 1.000 < 1.01" in capsys.readouterr().err
     stored = json.loads((tmp_path / "m" / "splade.json").read_text())
-    assert stored["validation"]["passed"] is False
+    assert stored["validation"]["passed"] is False and stored["validation"]["skipped"] == []
+    assert stored["validation"]["fp32"]["top32_overlap"] == 1.0
 
 
 def test_unchunked_head_and_fp32_head_in_int8(tmp_path, reference):

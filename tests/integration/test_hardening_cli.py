@@ -12,7 +12,7 @@ import pytest
 from runtime.sparse import SparseVector
 from tests.conftest import assert_matches
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args):

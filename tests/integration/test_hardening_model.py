@@ -13,7 +13,7 @@ import pytest
 from runtime import ModelFolderError, SpladeEncoder
 from runtime.manifest import sha256_of
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def copy_folder(src: Path, dst: Path, **changes) -> Path:

@@ -13,13 +13,15 @@ import onnxruntime as ort
 import pytest
 
 from export.triton import TritonConfig, write_repository
+from export.triton import main as triton_cli
 from runtime import SpladeEncoder
 from runtime.errors import ModelFolderError
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402  (comes with tritonclient[grpc])
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO  # noqa: E402
+
 TEXTS = ["what is splade", "", "Paris is the capital of France and its largest city. " * 20, "東京"]
 
 
@@ -100,6 +102,16 @@ def test_fp16_needs_gpu_and_cli(exports, tmp_path):
     done = subprocess.run([sys.executable, "-m", "export.triton", "--model-dir", str(tmp_path / "none"),
                            "--output", str(tmp_path / "r2")], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1 and "does not exist" in done.stderr
+
+
+def test_cli_sets_every_config_field(fp32_dir, tmp_path):
+    assert triton_cli(["--model-dir", str(fp32_dir), "--output", str(tmp_path), "--name", "sp", "--instances", "3",
+                       "--tokenizer-instances", "4", "--max-batch-size", "8", "--preferred-batch-sizes", "2", "8"]) == 0
+    tok = parse(tmp_path / "sp_tokenizer" / "config.pbtxt")
+    assert tok.instance_group[0].count == 4 and tok.max_batch_size == 8
+    onnx_cfg = parse(tmp_path / "sp_onnx" / "config.pbtxt")
+    assert onnx_cfg.instance_group[0].count == 3 and list(onnx_cfg.dynamic_batching.preferred_batch_size) == [2, 8]
+    assert (tmp_path / "splade.json").read_text() == (fp32_dir / "splade.json").read_text()
 
 
 def test_tokenizer_model_and_ensemble_match_the_encoder(repo, fp32_dir, monkeypatch):

@@ -13,7 +13,7 @@ from runtime import SpladeEncoder
 from runtime.__main__ import build_parser
 from tests.conftest import TEXTS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEY = "session.intra_op.allow_spinning"
 
 
