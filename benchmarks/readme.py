@@ -7,12 +7,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"compare-cpu": ["compare-cpu.md"], "compare-gpu": ["compare-gpu.md"], "loadgen": ["loadgen-bert-base-int8.md", "loadgen-splade-tiny-fp32.md"]}
+SECTIONS = {"compare-cpu": ["compare-cpu.md"], "compare-gpu": ["compare-gpu.md"], "loadgen": ["loadgen-bert-base-int8.md", "loadgen-splade-tiny-fp32.md", "loadgen-gpu-bert-base-fp16.md"], "gpu-checks": ["gpu-checks.md"]}
+
+
+VERBATIM = {"gpu-checks.md"}  # several tables with prose between them: copied whole
 
 
 def table(name: str) -> str:
     """The result file's table rows (its header lines name machine, versions and command)."""
     text = (ROOT / "benchmarks" / "results" / name).read_text()
+    if name in VERBATIM:
+        return f"_{name}:_\n\n" + text.strip()
     head = [line for line in text.splitlines() if line and not line.startswith("|")]
     rows = [line for line in text.splitlines() if line.startswith("|")]
     return "\n".join([f"_{name}: " + "; ".join(head) + "_", "", *rows])
