@@ -174,9 +174,11 @@ class TritonServer:
     def wait_ready(self) -> None:
         """Poll /v2/health/ready until every model loaded; fail early if the server exits."""
         deadline = time.monotonic() + self.ready_timeout
+        proc = self.proc
+        assert proc is not None, "start() the server first"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self.proc.returncode} before it was ready:\n{self.output()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {proc.returncode} before it was ready:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
                     if r.status == 200:
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics 127.0.0.1:{server.metrics_port}; "
           f"log {server.log_path}; Ctrl-C stops it")
     try:
-        server.proc.wait()
+        if server.proc is not None:
+            server.proc.wait()
     except KeyboardInterrupt:
         pass
     return server.stop()

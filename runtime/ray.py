@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime.backend import ProviderName
@@ -90,6 +91,7 @@ def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
     files = sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
     first_seen: dict[str, str] = {}
     for path in files:
+        rows: Iterable[tuple[int, Any]]
         if parquet:
             import pyarrow.parquet as pq
 
@@ -101,7 +103,7 @@ def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
                 if _check_id(doc_id):
                     raise ValueError(f"{path}: row {number}: {_check_id(doc_id)}")
         else:
-            rows = enumerate((doc_id for doc_id, _ in read_corpus(path)), 1)
+            rows = enumerate((doc_id for doc_id, _ in read_corpus(path)), 1)  # streamed: ids only
             where = "line"
         for number, doc_id in rows:
             key = id_key(doc_id)

@@ -83,8 +83,8 @@ class TextTokenizer:
             limit = self.char_limit
             texts = [t if len(t) <= limit else t[:limit] for t in texts]
             encodings = self._truncating.encode_batch(texts, add_special_tokens=True) if texts else []
-            sequences = [np.asarray(enc.ids, dtype=np.int64) for enc in encodings]
-            return Tokenized(sequences, np.arange(len(sequences), dtype=np.int64))
+            truncated = [np.asarray(enc.ids, dtype=np.int64) for enc in encodings]
+            return Tokenized(truncated, np.arange(len(truncated), dtype=np.int64))
         cap = self.max_windows if max_windows is None else check_positive_int(max_windows, "max_windows")
         limit = self.window_char_limit(cap)
         for i, text in enumerate(texts):
