@@ -13,6 +13,8 @@ from export.validate import Bounds
 from runtime.errors import SpladeError
 from runtime.manifest import Precision, load_manifest
 
+_D = ExportConfig()  # flag defaults are the config's own
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -29,31 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
     excl = prec.add_mutually_exclusive_group()
     excl.add_argument("--fp16", action="store_true", help="half-precision weights and compute, for GPU providers")
     excl.add_argument("--int8", action="store_true", help="dynamic int8 quantization, for CPU deployment")
-    prec.add_argument("--int8-scales", choices=["static", "dynamic"], default="static",
+    prec.add_argument("--int8-scales", choices=["static", "dynamic"], default=_D.int8_scales,
                       help="with --int8: activation scales calibrated once on the shipped texts (a text's vector does "
                       "not depend on its batch) or taken per run (per batch). Default: %(default)s")
     prec.add_argument("--int8-keep-head-fp32", action="store_true",
                       help="with --int8: leave the [hidden, vocab] projection in fp32")
     graph = p.add_argument_group("graph")
-    graph.add_argument("--top-k", type=int, default=512,
+    graph.add_argument("--top-k", type=int, default=_D.top_k,
                        help="terms returned per text, weight descending; 0 returns the full [batch, vocab] weights. Default: %(default)s")
     graph.add_argument("--pooling", choices=["max", "sum"], default=None,
                        help="aggregation over tokens. Default: a sentence-transformers folder's SpladePooling, else max "
                        "(a value that contradicts the folder is refused)")
     graph.add_argument("--max-length", type=int, default=None,
                        help="tokens per text the runtime feeds (default: the model's position limit, 512 for BERT)")
-    graph.add_argument("--opset", type=int, default=17, help="ONNX opset. Default: %(default)s")
-    graph.add_argument("--vocab-chunk", type=int, default=2048,
+    graph.add_argument("--opset", type=int, default=_D.opset, help="ONNX opset. Default: %(default)s")
+    graph.add_argument("--vocab-chunk", type=int, default=_D.vocab_chunk,
                        help="project the vocabulary in chunks of this many terms, each reduced over tokens before "
                        "the next (bounds memory, keeps the reduction in cache); 0 = all at once. Default: %(default)s")
-    graph.add_argument("--max-reduction", choices=["reducemax", "globalmaxpool"], default="reducemax",
+    graph.add_argument("--max-reduction", choices=["reducemax", "globalmaxpool"], default=_D.max_reduction,
                        help="how max pooling reduces each chunk over tokens: globalmaxpool is faster on CUDA "
                        "(cuDNN pooling instead of cuDNN's reduce, which converts fp16 to fp32 first). Default: %(default)s")
     graph.add_argument("--no-attention-fusion", action="store_true",
                        help="skip ORT's fused Attention op (other fusions still apply)")
     val = p.add_argument_group("validation")
     val.add_argument("--no-validate", action="store_true", help="skip the comparison with PyTorch")
-    val.add_argument("--min-overlap", type=float, default=0.9,
+    val.add_argument("--min-overlap", type=float, default=Bounds().min_top32_overlap,
                      help="fail when any precision's top-32 term overlap with PyTorch is below this. Default: %(default)s")
     p.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     return p

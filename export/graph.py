@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from export.errors import UnsupportedModelError
+from runtime.manifest import Pooling
 
-Pooling = Literal["max", "sum"]
 # How max pooling reduces each [tokens, chunk] block: ReduceMax over the token axis, or GlobalMaxPool
 # over a [chunk, tokens] block (the projection then runs as W^T @ h^T). On CUDA, ONNX Runtime runs
 # ReduceMax through cuDNN's reduce, which for fp16 first converts the block to fp32: a quarter of a

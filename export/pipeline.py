@@ -21,11 +21,10 @@ from export.errors import UnsupportedModelError, ValidationError
 from export.graph import Activation, MaxReduction, export_onnx, mlm_head
 from export.sources import ModelSource, resolve_model
 from export.static_query import export_static_query
-from runtime.manifest import Manifest, sha256_of
+from runtime.manifest import Manifest, Pooling, Precision, sha256_of
 
 log = logging.getLogger("export")
 
-Precision = Literal["fp32", "fp16", "int8"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class ExportConfig:
     model: str = "naver/splade-cocondenser-ensembledistil"
     output: Path | None = None
     precision: Precision = "fp32"
-    pooling: Literal["max", "sum"] | None = None  # None: the folder's SpladePooling, else max
+    pooling: Pooling | None = None  # None: the folder's SpladePooling, else max
     top_k: int = 512
     max_length: int | None = None
     opset: int = 17

@@ -174,28 +174,33 @@ def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig 
     return repo
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's flags; every default is TritonConfig's own."""
     p = argparse.ArgumentParser(prog="python -m export.triton", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", required=True, type=Path, help="folder written by `python -m export`")
     p.add_argument("--output", required=True, type=Path, help="model repository to write")
-    p.add_argument("--name", default="splade", help="ensemble name (models: NAME, NAME_onnx, NAME_tokenizer)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="Default: %(default)s")
-    p.add_argument("--preferred-batch-sizes", type=int, nargs="+", default=[8, 16, 32], help="Default: %(default)s")
-    p.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay. Default: %(default)s")
-    p.add_argument("--instances", type=int, default=1, help="ONNX model instances. Default: %(default)s")
-    p.add_argument("--onnx-backend", choices=["onnxruntime", "python"], default="onnxruntime",
+    p.add_argument("--name", default=TritonConfig.name, help="ensemble name (models: NAME, NAME_onnx, NAME_tokenizer)")
+    p.add_argument("--max-batch-size", type=int, default=TritonConfig.max_batch_size, help="Default: %(default)s")
+    p.add_argument("--preferred-batch-sizes", type=int, nargs="+", default=list(TritonConfig.preferred_batch_sizes), help="Default: %(default)s")
+    p.add_argument("--max-queue-delay-us", type=int, default=TritonConfig.max_queue_delay_us, help="dynamic batching delay. Default: %(default)s")
+    p.add_argument("--instances", type=int, default=TritonConfig.instances, help="ONNX model instances. Default: %(default)s")
+    p.add_argument("--onnx-backend", choices=["onnxruntime", "python"], default=TritonConfig.onnx_backend,
                    help="how Triton runs the graph: ONNX Runtime's Triton backend, or a Python-backend model "
                         "running the runtime's ONNX Runtime session (no onnxruntime backend needed). Default: %(default)s")
     p.add_argument("--gpu", action="store_true", help="KIND_GPU instances (default KIND_CPU)")
     p.add_argument("--tensorrt", action="store_true",
                    help="TensorRT accelerator, fp16, engine cache (needs --gpu); with --onnx-backend python, "
                         "ONNX Runtime's TensorRT provider with the runtime's own options")
-    p.add_argument("--trt-cache-path", default="/tmp/splade-trt-cache", help="engine cache in the container")
-    p.add_argument("--pad-multiple", type=int, default=16,
+    p.add_argument("--trt-cache-path", default=TritonConfig.trt_cache_path, help="engine cache in the container")
+    p.add_argument("--pad-multiple", type=int, default=TritonConfig.pad_multiple,
                    help="tokenizer pads each request to a multiple of this, so similar lengths batch together")
     p.add_argument("--tokenizer-instances", type=int, default=TritonConfig.tokenizer_instances,
                    help="Python-backend tokenizer instances (CPU). Default: %(default)s")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         cfg = TritonConfig(name=args.name, max_batch_size=args.max_batch_size,
                            preferred_batch_sizes=tuple(args.preferred_batch_sizes),

@@ -39,6 +39,8 @@ class SpladeEncoder:
             runtime on the CPU, bf16 where the CPU has it natively, else f32 (the `openvino` extra).
         threads: intra-op threads (default: the cores this process may use).
         max_batch_tokens: cap on batch × longest sequence per run, bounding activation memory.
+        max_batch_size: the largest batch TensorRT's optimization profile is built for; on TensorRT,
+            `encode(batch_size=...)` above it runs in batches of this size (other providers take any size).
         window_stride: overlap in tokens between windows when `truncate=False` (default max_length/4).
         max_windows: windows one text may take when `truncate=False`; a longer text raises
             InputTooLongError (a ValueError) instead of holding the encoder for seconds.
@@ -66,6 +68,7 @@ class SpladeEncoder:
         self.manifest: Manifest = load_manifest(self.path)
         check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
         self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = check_positive_int(max_batch_size, "max_batch_size")
         self.tokenizer = TextTokenizer(self.path / self.manifest.tokenizer_file,
                                        max_length=self.manifest.max_length, stride=window_stride,
                                        max_windows=max_windows)
@@ -118,6 +121,8 @@ class SpladeEncoder:
 
     def infer(self, sequences: Sequence[np.ndarray], *, batch_size: int = 32, sort: bool = True) -> list[SparseVector]:
         """Run token sequences through the graph; one unpruned SparseVector per sequence."""
+        if self.provider == "tensorrt":  # an engine runs no batch beyond its optimization profile
+            batch_size = min(batch_size, self.max_batch_size)
         out: list[SparseVector | None] = [None] * len(sequences)
         for rows in batching.plan(batching.lengths_of(sequences), max_batch_size=batch_size, max_batch_tokens=self.max_batch_tokens, sort=sort):
             batch = batching.pad(sequences, rows, self.manifest.pad_token_id)

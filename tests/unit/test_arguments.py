@@ -137,3 +137,21 @@ def test_mlm_head_must_be_linear():
     with decoder_removed(model) as decoder:
         assert decoder is linear and isinstance(model.out, nn.Identity)
     assert model.out is linear
+
+
+def test_flag_defaults_are_the_configs_own():
+    """One source per default: the export and Triton CLIs read their defaults from the dataclasses."""
+    from export.__main__ import build_parser
+    from export.pipeline import ExportConfig
+    from export.triton import TritonConfig
+    from export.triton import build_parser as triton_parser
+    from export.validate import Bounds
+
+    args, cfg = build_parser().parse_args([]), ExportConfig()
+    for name in ("top_k", "opset", "vocab_chunk", "max_reduction", "int8_scales"):
+        assert getattr(args, name) == getattr(cfg, name), name
+    assert args.min_overlap == Bounds().min_top32_overlap
+    targs, tcfg = triton_parser().parse_args(["--model-dir", "m", "--output", "o"]), TritonConfig()
+    for name in ("name", "max_batch_size", "max_queue_delay_us", "instances", "onnx_backend", "trt_cache_path", "pad_multiple"):
+        assert getattr(targs, name) == getattr(tcfg, name), name
+    assert tuple(targs.preferred_batch_sizes) == tcfg.preferred_batch_sizes
