@@ -48,8 +48,8 @@ def test_dense_output_contract():
 @pytest.mark.parametrize("changes, message", [
     ({"format": "onnx"}, "not a splade-onnx manifest"),
     ({"format_version": 99}, "format_version 99 is not supported"),
-    ({"pooling": "mean"}, "unknown pooling or precision"),
-    ({"precision": "bf16"}, "unknown pooling or precision"),
+    ({"pooling": "mean"}, "unknown pooling 'mean'"),
+    ({"precision": "bf16"}, "or precision 'bf16'"),
     ({"outputs": ["weights"]}, "do not match top_k=8"),
     ({"inputs": None}, "malformed manifest"),
     ({"not_a_field": 1}, None),  # unknown keys are ignored: newer writers may add fields
