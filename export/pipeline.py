@@ -175,7 +175,11 @@ def _export_splade(cfg: ExportConfig, source: ModelSource, mlm_dir: Path, out: P
     tokenizer = AutoTokenizer.from_pretrained(mlm_dir)
     if not tokenizer.is_fast:
         raise UnsupportedModelError(f"{source.name}: no fast (Rust) tokenizer; the runtime needs tokenizer.json")
-    mlm = AutoModelForMaskedLM.from_pretrained(mlm_dir, attn_implementation="eager").float().eval()
+    try:
+        mlm = AutoModelForMaskedLM.from_pretrained(mlm_dir, attn_implementation="eager").float().eval()
+    except (AttributeError, KeyError, TypeError, RuntimeError) as exc:  # e.g. a head transformers cannot tie
+        raise UnsupportedModelError(f"{source.name}: transformers could not load it as a masked LM "
+                                    f"({type(exc).__name__}: {str(exc)[:300]})") from exc
     limit = position_limit(mlm, config)
     default = min(limit, route.max_seq_length) if route and route.max_seq_length else limit
     max_length = cfg.max_length or default

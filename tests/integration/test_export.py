@@ -152,7 +152,10 @@ def test_unsupported_head_is_a_clear_cli_error(tmp_path, tiny_source, capsys):
     AutoTokenizer.from_pretrained(tiny_source).save_pretrained(src)
     assert export_cli(["--model", str(src), "--output", str(tmp_path / "out"), "-q"]) == 1
     err = capsys.readouterr().err
-    assert "XLMWithLMHeadModel: output embeddings are AdaptiveLogSoftmaxWithLoss, expected a Linear" in err
+    # transformers 4 loads it and our head check refuses it; transformers 5 already fails to load it
+    assert ("XLMWithLMHeadModel: output embeddings are AdaptiveLogSoftmaxWithLoss, expected a Linear" in err
+            or ("could not load it as a masked LM" in err and "AdaptiveLogSoftmaxWithLoss" in err))
+    assert "Traceback" not in err
 
 
 def test_validation_failure_exits_nonzero(tmp_path, capsys):
