@@ -35,9 +35,10 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
                    help="request body bytes before 413, checked before parsing. Default: %(default)s")
     p.add_argument("--max-windows", type=int, default=_D.max_windows,
                    help="windows per text with `windows: true` before 413. Default: %(default)s")
-    p.add_argument("--allow-spinning", type=int, choices=[0, 1], default=0,
-                   help="1: ONNX Runtime's idle threads spin (its default); 0: they sleep, leaving the cores to the "
-                   "HTTP and tokenization threads of this process. Default: %(default)s")
+    p.add_argument("--allow-spinning", type=int, choices=[0, 1], default=1,
+                   help="1: ONNX Runtime's idle threads spin (its default; measured best for latency and tails here, "
+                   "docs/cpu-precisions.md); 0: they sleep, leaving the cores to the HTTP and tokenization threads. "
+                   "Default: %(default)s")
     p.add_argument("--allow-failed-validation", action="store_true",
                    help="serve a folder whose export failed validation against PyTorch (refused by default)")
     return p

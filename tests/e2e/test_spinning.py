@@ -26,10 +26,10 @@ def test_encoder_option_reaches_the_session_and_changes_no_vector(fp32_dir):
         assert np.array_equal(a.indices, b.indices) and np.array_equal(a.values, b.values)
 
 
-def test_server_flag_defaults_to_off():
+def test_server_flag_defaults_to_spinning():
     args = build_parser().parse_args(["serve", "--model", "m"])
-    assert args.allow_spinning == 0
-    assert build_parser().parse_args(["serve", "--model", "m", "--allow-spinning", "1"]).allow_spinning == 1
+    assert args.allow_spinning == 1  # ORT's default: measured better here (docs/cpu-precisions.md)
+    assert build_parser().parse_args(["serve", "--model", "m", "--allow-spinning", "0"]).allow_spinning == 0
 
 
 def test_measuring_script_runs(fp32_dir, tmp_path):
