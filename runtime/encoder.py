@@ -13,8 +13,8 @@ from runtime.batching import Buckets
 from runtime.checks import DEFAULT_MAX_WINDOWS, check_positive_int, check_texts, check_threshold, check_top_k
 from runtime.manifest import Manifest, check_validation, load_manifest
 from runtime.memory import release_memory
-from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score
-from runtime.tokenize import TextTokenizer, Tokenized
+from runtime.sparse import SparseVector, from_dense, from_topk, score
+from runtime.tokenize import TextTokenizer, per_text
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
 # encode() works through a call this many texts at a time, trimming the heap between chunks: peak
@@ -140,15 +140,7 @@ class SpladeEncoder:
                 release_memory()
         return out  # type: ignore[return-value]
 
-    @staticmethod
-    def collect(tokenized: Tokenized, rows: Sequence[SparseVector], *, n_texts: int, top_k: int | None,
-                threshold: float) -> list[SparseVector]:
-        """Per-sequence vectors -> per-text vectors: windows max-merged, then pruned."""
-        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
-        parts: list[list[SparseVector]] = [[] for _ in range(n_texts)]
-        for owner, vec in zip(tokenized.owners, rows):
-            parts[owner].append(vec)
-        return [max_merge(p).pruned(top_k=top_k, threshold=threshold) for p in parts]
+    collect = staticmethod(per_text)  # per-sequence vectors -> per-text vectors (windows max-merged, pruned)
 
     def decode(self, vector: SparseVector) -> dict[str, float]:
         """token -> weight, the Elasticsearch `rank_features` / OpenSearch `sparse_vector` shape."""

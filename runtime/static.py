@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from runtime.checks import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, check_positive_int, check_threshold, check_top_k
 from runtime.errors import InputTooLongError, ModelFolderError
 from runtime.manifest import Manifest, load_manifest
-from runtime.sparse import SparseVector, max_merge, score
-from runtime.tokenize import Tokenized, check_texts
+from runtime.sparse import SparseVector, score
+from runtime.tokenize import Tokenized, check_texts, load_tokenizer, per_text
 
 
 class StaticTokenizer:
@@ -31,13 +30,8 @@ class StaticTokenizer:
     def __init__(self, path: str | Path, *, max_length: int, max_windows: int = DEFAULT_MAX_WINDOWS):
         self.max_length = max_length
         self.max_windows = check_positive_int(max_windows, "max_windows")
-        try:
-            self._truncating = Tokenizer.from_file(str(path))
-            self._whole = Tokenizer.from_file(str(path))
-        except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
-            raise ModelFolderError(f"{path}: not a readable tokenizer file ({str(exc)[:200]})") from None
+        self._truncating, self._whole = load_tokenizer(path), load_tokenizer(path)
         for tok in (self._truncating, self._whole):
-            tok.no_padding()
             tok.no_truncation()
         self._truncating.enable_truncation(max_length)
 
@@ -128,14 +122,7 @@ class StaticQueryEncoder:
             out.append(SparseVector(present[order].astype(np.int32), values[order]))
         return out
 
-    @staticmethod
-    def collect(tokenized: Tokenized, rows: Sequence[SparseVector], *, n_texts: int, top_k: int | None,
-                threshold: float) -> list[SparseVector]:
-        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
-        parts: list[list[SparseVector]] = [[] for _ in range(n_texts)]
-        for owner, vec in zip(tokenized.owners, rows):
-            parts[owner].append(vec)
-        return [max_merge(p).pruned(top_k=top_k, threshold=threshold) for p in parts]
+    collect = staticmethod(per_text)
 
     def decode(self, vector: SparseVector) -> dict[str, float]:
         return {self.tokenizer.id_to_token(i): float(v) for i, v in zip(vector.indices, vector.values)}

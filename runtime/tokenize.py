@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,8 +10,16 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from runtime.batching import lengths_of
-from runtime.checks import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, check_positive_int, check_texts
+from runtime.checks import (
+    CHARS_PER_TOKEN,
+    DEFAULT_MAX_WINDOWS,
+    check_positive_int,
+    check_texts,
+    check_threshold,
+    check_top_k,
+)
 from runtime.errors import InputTooLongError, ModelFolderError
+from runtime.sparse import SparseVector, max_merge
 
 __all__ = ["TextTokenizer", "Tokenized", "check_texts"]
 
@@ -31,6 +40,26 @@ class Tokenized:
         return lengths_of(self.sequences)
 
 
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """A `tokenizers.Tokenizer` from a folder's tokenizer.json, without padding; ModelFolderError if unreadable."""
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
+        raise ModelFolderError(f"{path}: not a readable tokenizer file ({str(exc)[:200]})") from None
+    tok.no_padding()
+    return tok
+
+
+def per_text(tokenized: Tokenized, rows: Sequence[SparseVector], *, n_texts: int, top_k: int | None,
+             threshold: float) -> list[SparseVector]:
+    """Per-sequence vectors -> per-text vectors: a text's windows max-merged, then pruned."""
+    top_k, threshold = check_top_k(top_k), check_threshold(threshold)
+    parts: list[list[SparseVector]] = [[] for _ in range(n_texts)]
+    for owner, vec in zip(tokenized.owners, rows):
+        parts[owner].append(vec)
+    return [max_merge(p).pruned(top_k=top_k, threshold=threshold) for p in parts]
+
+
 class TextTokenizer:
     """Owns two configured `tokenizers.Tokenizer`s (their settings are not per call, so not shared).
 
@@ -48,13 +77,7 @@ class TextTokenizer:
         if not 0 <= self.stride < max_length - 2:
             raise ValueError(f"window stride must be in [0, {max_length - 2}), got {self.stride}")
         self.max_windows = check_positive_int(max_windows, "max_windows")
-        try:
-            self._truncating = Tokenizer.from_file(str(path))
-            self._windowing = Tokenizer.from_file(str(path))
-        except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
-            raise ModelFolderError(f"{path}: not a readable tokenizer file ({str(exc)[:200]})") from None
-        for tok in (self._truncating, self._windowing):
-            tok.no_padding()
+        self._truncating, self._windowing = load_tokenizer(path), load_tokenizer(path)
         self._truncating.enable_truncation(max_length)
         self._windowing.enable_truncation(max_length, stride=self.stride)
 
