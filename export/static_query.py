@@ -16,12 +16,14 @@ import numpy as np
 
 from export import validate as fidelity
 from export.st_reference import Reference
-from runtime.manifest import Manifest, sha256_of
+from runtime.manifest import MAX_LENGTH_CEILING, Manifest, sha256_of
 
 log = logging.getLogger("export")
 
 WEIGHTS_FILE = "query_weights.npy"
-UNLIMITED = 1_000_000  # a tokenizer saved without a limit: no truncation in practice
+# A tokenizer saved without a limit: queries are cut at the runtime's ceiling (8192 tokens), far
+# beyond any query, so the folder passes the manifest's range check.
+UNLIMITED = MAX_LENGTH_CEILING
 
 
 def _weights(folder: Path) -> np.ndarray:
@@ -45,7 +47,7 @@ def _max_length(folder: Path) -> int:
     cfg_path = folder / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
     value = cfg.get("model_max_length")
-    return int(value) if isinstance(value, int | float) and 0 < value < UNLIMITED else UNLIMITED
+    return int(value) if isinstance(value, int | float) and 4 <= value < UNLIMITED else UNLIMITED
 
 
 def export_static_query(folder: Path, out: Path, *, source_name: str, source_revision: str,

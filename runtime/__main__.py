@@ -72,6 +72,9 @@ def _encode(args) -> int:
             raise SystemExit("error: --format tokens is not available with --ray (it writes indices and values columns)")
         if args.keep_first_duplicate:
             raise SystemExit("error: --keep-first-duplicate is not available with --ray; remove the repeated ids")
+        if args.allow_failed_validation:
+            raise SystemExit("error: --allow-failed-validation is not available with --ray; re-export the model "
+                             "or encode without --ray")
         n = encode_files(args.model, args.input, args.output, num_actors=args.num_actors, batch_size=args.batch_size,
                          num_gpus_per_actor=args.num_gpus_per_actor, provider=args.provider, top_k=args.top_k,
                          truncate=not args.no_truncate, threshold=args.threshold, threads=args.threads)

@@ -187,9 +187,10 @@ class Backend:
         if graph_inputs != set(manifest.inputs) or tuple(self.output_names) != manifest.outputs:
             raise ProviderError(f"{model_path}: graph inputs/outputs do not match the manifest")
         self.graphs: CudaGraphs | None = None
-        if self.plan.cuda_graphs:
+        buckets = (graph_buckets or Buckets()).within(manifest.max_length)  # never pad past the position table
+        if self.plan.cuda_graphs and buckets is not None:
             widths = {"weights": manifest.vocab_size, "values": manifest.top_k, "indices": manifest.top_k}
-            self.graphs = CudaGraphs(self.session, buckets=graph_buckets or Buckets(),
+            self.graphs = CudaGraphs(self.session, buckets=buckets,
                                      device_id=int(self.plan.options.get("device_id", 0)),
                                      pad_id=manifest.pad_token_id, output_widths=widths, base_config=self.plan.run_config)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -89,6 +89,11 @@ class Buckets:
                 raise ValueError(f"Buckets.{name} must be increasing positive ints, got {values!r}")
         if self.max_tokens < 1:
             raise ValueError("Buckets.max_tokens must be >= 1")
+
+    def within(self, max_length: int) -> Buckets | None:
+        """These buckets without lengths beyond the model's max length (None if none is left)."""
+        lengths = tuple(n for n in self.lengths if n <= max_length)
+        return replace(self, lengths=lengths) if lengths else None
 
     def fit(self, batch_size: int, length: int) -> tuple[int, int] | None:
         """The smallest bucket holding a [batch_size, length] batch, or None to run it as it is."""

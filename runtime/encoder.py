@@ -11,6 +11,7 @@ from runtime import batching
 from runtime.backend import ProviderName, ProviderOptions, create_backend
 from runtime.batching import Buckets
 from runtime.checks import DEFAULT_MAX_WINDOWS, check_positive_int, check_texts, check_threshold, check_top_k
+from runtime.errors import ModelFolderError
 from runtime.manifest import Manifest, check_validation, load_manifest
 from runtime.memory import release_memory
 from runtime.sparse import SparseVector, from_dense, from_topk, score
@@ -51,7 +52,7 @@ class SpladeEncoder:
             `{"cuda": {"enable_cuda_graph": 0}}` turns it off).
         allow_spinning: ONNX Runtime's idle worker threads spin (True, its default: no wake-up delay between
             ops, best for bulk encoding) or sleep (False: leaves the cores to the process's other threads,
-            as in the server). Not used by "openvino".
+            as other work sharing the cores may prefer). Not used by "openvino".
         allow_failed_validation: load a folder whose export failed its validation against PyTorch
             (refused by default with ModelFolderError naming the failed figure; logged when allowed).
         graph_buckets: the (batch, length) shapes small batches are padded to for CUDA graphs
@@ -66,6 +67,9 @@ class SpladeEncoder:
                  allow_spinning: bool = True):
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
+        if self.manifest.kind != "splade":
+            raise ModelFolderError(f"{self.path}: a {self.manifest.kind} model folder, not a SPLADE graph; open it with "
+                                   f"runtime.encoder.open_encoder (or as the query model of a pair)")
         check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = check_positive_int(max_batch_size, "max_batch_size")
@@ -157,7 +161,7 @@ def open_encoder(path: str | Path, provider: ProviderName = "auto", **kwargs):
     if load_manifest(path, verify=False).kind == "static-query":
         from runtime.static import StaticQueryEncoder
 
-        return StaticQueryEncoder(path)
+        return StaticQueryEncoder(path, **kwargs)
     return SpladeEncoder(path, provider, **kwargs)
 
 

@@ -194,14 +194,15 @@ def validation_failures(manifest: Manifest) -> list[str]:
     validation = manifest.validation or {}
     if validation.get("passed") is not False:
         return []
-    bounds = validation.get("bounds") or {}
+    stored = validation.get("bounds")
+    bounds: dict[str, Any] = stored if isinstance(stored, dict) else {}
     min_overlap = float(bounds.get("min_top32_overlap", 0.9))
     max_diff = float(bounds.get("fp32_max_abs_diff", 1e-4))
     failures = []
     for precision, fid in validation.items():
         if not isinstance(fid, dict) or not isinstance(fid.get("top32_overlap"), int | float):
             continue  # "bounds", "skipped", or a precision that could not run (null figures)
-        if precision == "fp32" and fid.get("max_abs_diff", 0.0) > max_diff:
+        if precision == "fp32" and isinstance(fid.get("max_abs_diff"), int | float) and fid["max_abs_diff"] > max_diff:
             failures.append(f"fp32 max |diff| {fid['max_abs_diff']:.2e} > {max_diff:.0e}")
         if fid["top32_overlap"] < min_overlap:
             failures.append(f"{precision} top-32 overlap {fid['top32_overlap']:.3f} < {min_overlap}")

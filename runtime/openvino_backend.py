@@ -9,6 +9,7 @@ in one engine. See docs/cpu-precisions.md.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,12 +149,14 @@ class OpenVINOBackend:
         if inputs != set(manifest.inputs) or tuple(self.output_names) != manifest.outputs:
             raise ProviderError(f"{model_path}: graph inputs/outputs do not match the manifest")
         self.request = self.compiled.create_infer_request()
+        self.lock = threading.Lock()  # an InferRequest serves one call at a time
         log.info("running on OpenVINO %s CPU (%s%s)", ov.__version__, self.plan.precision,
                  f", runs of at most {self.plan.max_run_tokens} tokens" if self.plan.max_run_tokens else "")
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> list[np.ndarray]:
-        result = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
-        return [np.array(result[out], copy=True) for out in self.compiled.outputs]
+        with self.lock:
+            result = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
+            return [np.array(result[out], copy=True) for out in self.compiled.outputs]
 
     def run(self, batch: Batch) -> list[np.ndarray]:
         rows, longest = batch.input_ids.shape

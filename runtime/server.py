@@ -160,20 +160,22 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
                           "overloaded", headers={"Retry-After": "1"})
         state["in_flight"] += 1
         try:
-            check_texts(texts, "inputs")
             # One tokenization: truncate=false without windows is a cap of one window per text.
             cap = limits.max_windows if windows else 1
             submit = functools.partial(batchers[kind].submit, texts, top_k=top_k, threshold=threshold,
                                        truncate=truncate and not windows, max_windows=cap, name="inputs")
             # Short texts are tokenized right here (microseconds); a hop to a worker thread and back
             # would cost more than that. Long ones go to a thread so the event loop keeps serving.
-            inline = sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS
-            future = submit() if inline else await asyncio.to_thread(submit)
+            try:
+                check_texts(texts, "inputs")
+                inline = sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS
+                future = submit() if inline else await asyncio.to_thread(submit)
+            except InputTooLongError as exc:
+                return _error(413, str(exc), "validation")
+            except ValueError as exc:  # the caller's own input, e.g. a lone surrogate named by its index
+                return _error(422, str(exc), "validation")
+            # a failure inside the shared batch is the server's, not the caller's: it reaches the 500 handler
             return await asyncio.wrap_future(future)
-        except InputTooLongError as exc:
-            return _error(413, str(exc), "validation")
-        except ValueError as exc:  # e.g. a lone surrogate, named by its index
-            return _error(422, str(exc), "validation")
         finally:
             state["in_flight"] -= 1
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from runtime.checks import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, check_positive_int, check_threshold, check_top_k
 from runtime.errors import InputTooLongError, ModelFolderError
-from runtime.manifest import Manifest, load_manifest
+from runtime.manifest import Manifest, check_validation, load_manifest
 from runtime.sparse import SparseVector, score
 from runtime.tokenize import Tokenized, check_texts, load_tokenizer, per_text
 
@@ -83,11 +83,14 @@ class StaticQueryEncoder:
 
     provider = "none (static weights)"
 
-    def __init__(self, path: str | Path, *_args, max_windows: int = DEFAULT_MAX_WINDOWS, **_kwargs):
+    def __init__(self, path: str | Path, *_args, max_windows: int = DEFAULT_MAX_WINDOWS,
+                 allow_failed_validation: bool = False, **_kwargs):
+        """Other keyword arguments of SpladeEncoder (provider, threads, ...) are accepted and unused: no graph runs."""
         self.path = Path(path)
         self.manifest: Manifest = load_manifest(self.path)
         if self.manifest.kind != "static-query":
             raise ModelFolderError(f"{self.path}: manifest kind is {self.manifest.kind!r}, not 'static-query'")
+        check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
         weights = np.load(self.path / self.manifest.model_file, allow_pickle=False)
         if weights.ndim != 1 or weights.shape[0] != self.manifest.vocab_size:
             raise ModelFolderError(f"{self.path / self.manifest.model_file}: expected ({self.manifest.vocab_size},) "

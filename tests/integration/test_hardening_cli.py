@@ -120,3 +120,15 @@ def test_window_cap_names_the_id(fp32_dir, tmp_path):
     src = corpus(tmp_path / "in.jsonl", [{"id": "short", "text": "x"}, {"id": "long", "text": long}])
     done = encode(fp32_dir, src, tmp_path / "out.jsonl", "--no-truncate")
     assert done.returncode == 1 and f'{src}: id "long": needs' in done.stderr and "max_windows=32" in done.stderr
+
+
+def test_ray_refuses_options_it_cannot_honour(fp32_dir, tmp_path):
+    """--ray refuses, before starting Ray, the options its actors would ignore."""
+    from runtime.__main__ import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": 1, "text": "paris"}\n')
+    for flag, words in (("--allow-failed-validation", "--allow-failed-validation is not available with --ray"),
+                        ("--keep-first-duplicate", "--keep-first-duplicate is not available with --ray")):
+        with pytest.raises(SystemExit, match=words):
+            main(["encode", "--ray", "--model", str(fp32_dir), "--input", str(src), "--output", str(tmp_path / "o"), flag])

@@ -100,3 +100,44 @@ def test_static_query_limits_follow_the_runtime_rules(static_folder):
     for bad in ({"top_k": 0}, {"top_k": True}, {"threshold": float("nan")}):
         with pytest.raises((TypeError, ValueError)):
             enc.encode(["paris"], **bad)
+
+
+def test_static_folders_open_through_open_encoder_and_honour_validation(static_folder, tmp_path):
+    """open_encoder passes SpladeEncoder's options on; a static folder that failed validation is refused
+    unless allowed; SpladeEncoder names the folder's kind instead of failing inside ONNX Runtime."""
+    from runtime import SpladeEncoder
+    from runtime.encoder import open_encoder
+
+    src, out, weights = static_folder
+    enc = open_encoder(out, "cpu", threads=1, max_windows=2, allow_failed_validation=False)
+    assert isinstance(enc, StaticQueryEncoder) and enc.tokenizer.max_windows == 2
+    with pytest.raises(ModelFolderError, match="static-query model folder, not a SPLADE graph"):
+        SpladeEncoder(out, provider="cpu")
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    for name in ("query_weights.npy", "tokenizer.json"):
+        (failed / name).write_bytes((out / name).read_bytes())
+    data = json.loads((out / "splade.json").read_text())
+    data["validation"] = {"fp32": {"max_abs_diff": 0.5, "top32_overlap": 0.5, "cosine": 0.9}, "passed": False,
+                          "bounds": {"fp32_max_abs_diff": 1e-4, "min_top32_overlap": 0.9}}
+    (failed / "splade.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="fp32 top-32 overlap 0.500 < 0.9"):
+        open_encoder(failed, "cpu")
+    assert isinstance(open_encoder(failed, "cpu", allow_failed_validation=True), StaticQueryEncoder)
+
+
+def test_tokenizer_without_a_length_limit_exports_a_loadable_folder(static_folder, tmp_path):
+    """A tokenizer saved without model_max_length gets the runtime's ceiling, inside the manifest's range."""
+    src, _, weights = static_folder
+    bare = tmp_path / "src"
+    bare.mkdir()
+    for path in src.iterdir():
+        (bare / path.name).write_bytes(path.read_bytes())
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("model_max_length", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    manifest = export_static_query(bare, tmp_path / "out", source_name="test", source_revision="local", versions={},
+                                   reference=None)
+    enc = StaticQueryEncoder(tmp_path / "out")
+    assert manifest.max_length == enc.max_length == 8192
+    assert enc.encode(["what is splade"])[0].values.size > 0

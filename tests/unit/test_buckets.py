@@ -47,3 +47,8 @@ def test_cuda_plan_captures_graphs():
     assert not cuda.with_options({"enable_cuda_graph": None}).cuda_graphs
     assert not plan_provider("cpu", m, max_batch_size=16).cuda_graphs
     assert not plan_provider("tensorrt", m, max_batch_size=16).cuda_graphs
+
+
+def test_buckets_stay_within_the_model_length():
+    b = Buckets(lengths=(16, 32, 64, 128))
+    assert b.within(512) == b and b.within(64).lengths == (16, 32, 64) and b.within(8) is None
