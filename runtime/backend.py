@@ -142,7 +142,7 @@ class Backend:
         if "CUDAExecutionProvider" in available and any(n != "cpu" for n in wanted):
             _preload_cuda_libraries()
         if provider != "auto" and provider not in ORT_NAMES:
-            raise ProviderError(f"provider must be one of auto, tensorrt, cuda, cpu; got {provider!r}")
+            raise ProviderError(f"provider must be one of auto, tensorrt, cuda, cpu, openvino; got {provider!r}")
         reasons: dict[str, str] = {}
         self.graphs_skipped: str | None = None  # why CUDA graphs are off although the plan asked for them
         for name in wanted:
