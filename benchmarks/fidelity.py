@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     for noisy in ("onnxruntime", "transformers", "export", "runtime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from benchmarks.compare import machine
+    from benchmarks.machine import machine, write_results
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -210,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"] = machine()
     result["command"] = "python -m benchmarks.fidelity " + " ".join(argv if argv is not None else sys.argv[1:])
     result["date"] = time.strftime("%Y-%m-%d")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, args.name, result, markdown(result))
     return 0
 
 

@@ -54,3 +54,14 @@ def machine() -> dict:
         pass
     info["versions"] = versions
     return info
+
+
+def write_results(out: Path, stem: str, result: dict, table: str) -> None:
+    """A benchmark's result as `stem.json` (everything, machine and command included) and `stem.md`
+    (the table), in `out`; the table is printed too."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(table)
+    print(table)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import threading
 import time
@@ -22,8 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.compare import machine
 from benchmarks.loadgen import drive, workload
+from benchmarks.machine import machine, write_results
 from benchmarks.serverproc import Server
 from runtime import SpladeEncoder
 
@@ -106,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     for spin in (True, False):
         result["server"]["spinning" if spin else "no-spinning"] = server(args.model, texts, spin=spin, clients=args.clients,
                                                                          time_limit=args.time_limit)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, args.name, result, markdown(result))
     return 0
 
 

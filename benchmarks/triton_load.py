@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from benchmarks import loadgen
-from benchmarks.compare import machine
+from benchmarks.machine import machine, write_results
 from export.triton import TritonConfig, write_repository
 from export.triton_server import TritonServer
 from runtime import SpladeEncoder
@@ -113,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(runs[-1]), file=sys.stderr)
     result = {"machine": machine(), "model": str(args.model), "date": time.strftime("%Y-%m-%d"), "runs": runs,
               "command": "python -m benchmarks.triton_load " + " ".join(argv if argv is not None else sys.argv[1:])}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(table(result))
-    print(table(result))
+    write_results(args.out, args.name, result, table(result))
     return 0
 
 
