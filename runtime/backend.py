@@ -134,9 +134,7 @@ class Backend:
                  provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None,
                  allow_spinning: bool = True):
         self.manifest = manifest
-        unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
-        if unknown:
-            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; got {', '.join(sorted(unknown))}")
+        check_option_keys(provider_options)
         available = ort.get_available_providers()
         wanted = AUTO_ORDER if provider == "auto" else (provider,)
         if "CUDAExecutionProvider" in available and any(n != "cpu" for n in wanted):
@@ -238,6 +236,14 @@ def _session(model_path: Path, plan: ProviderPlan, threads: int | None, allow_sp
     )
 
 
+def check_option_keys(provider_options: ProviderOptions | None) -> None:
+    """provider_options are keyed by our provider names (ONNX Runtime's and "openvino")."""
+    unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
+    if unknown:
+        raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; "
+                            f"got {', '.join(sorted(unknown))}")
+
+
 def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto", threads: int | None = None,
                    max_batch_size: int = 32, cache: Path | None = None, provider_options: ProviderOptions | None = None,
                    allow_spinning: bool = True, graph_buckets: Buckets | None = None):
@@ -245,9 +251,7 @@ def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderNa
     if provider == "openvino":
         from runtime.openvino_backend import OpenVINOBackend
 
-        unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
-        if unknown:
-            raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; got {', '.join(sorted(unknown))}")
+        check_option_keys(provider_options)
         return OpenVINOBackend(model_path, manifest, threads=threads or default_threads(),
                                options=(provider_options or {}).get("openvino"))
     return Backend(model_path, manifest, provider=provider, threads=threads, max_batch_size=max_batch_size,
