@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.fidelity import docstring_pairs, mrr_at_10, split_docstring, top32_overlaps
+from benchmarks.fidelity import docstring_pairs, int8_weight_floor, mrr_at_10, split_docstring, top32_overlaps
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,9 +43,30 @@ def test_small_run_writes_results(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "fidelity-cpu.json").read_text())
     rows = {r["engine"]: r for r in result["rows"]}
-    assert {"pytorch-fp32", "ours-fp32", "ours-int8-static", "ours-int8-dynamic"} <= set(rows)
+    assert {"pytorch-fp32", "ours-fp32", "ours-int8-static", "ours-int8-dynamic", "pytorch-bf16-autocast",
+            "pytorch-int8-weights-only"} <= set(rows)
     assert rows["ours-fp32"]["top32_overlap_worst"] == 1.0
     assert abs(rows["ours-fp32"]["mrr@10"] - rows["pytorch-fp32"]["mrr@10"]) < 1e-9
     for r in rows.values():
-        assert 0 <= r["mrr@10"] <= 1 and 0 <= r["top32_overlap_worst"] <= r["top32_overlap_mean"] <= 1
-    assert "| ours-int8-static |" in (tmp_path / "fidelity-cpu.md").read_text()
+        assert r["top32_overlap_worst"] == min(r["query_worst"], r["document_worst"])
+    assert rows["pytorch-int8-weights-only"]["floor"] and rows["pytorch-int8-weights-only"]["top32_overlap_mean"] < 1.0
+    text = (tmp_path / "fidelity-cpu.md").read_text()
+    assert "| ours-int8-static |" in text and "*pytorch-int8-weights-only* (floor)" in text
+
+
+def test_int8_weight_floor_rounds_linears_and_leaves_tied_embeddings():
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32)).eval()
+    embeddings = model.bert.embeddings.word_embeddings.weight.detach().clone()
+    dense = model.bert.encoder.layer[0].intermediate.dense.weight.detach().clone()
+    assert int8_weight_floor(model) == 8  # q, k, v, attention out, intermediate, output, head transform, decoder
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, embeddings)
+    rounded = model.bert.encoder.layer[0].intermediate.dense.weight.detach()
+    scale = dense.abs().amax(dim=1, keepdim=True) / 127
+    assert torch.all((rounded - dense).abs() <= scale / 2 + 1e-7)
+    assert torch.allclose(rounded / scale, torch.round(rounded / scale), atol=1e-4)
+    assert not torch.equal(model.cls.predictions.decoder.weight, embeddings)
