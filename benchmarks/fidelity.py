@@ -23,6 +23,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,19 @@ class Pair:
 
 
 def _docstring_nodes(tree: ast.AST):
-    for node in ast.walk(tree):
+    """(name, docstring) of every def and class, in ast.walk's order, descending only through statements.
+
+    A def can only sit in a statement list, so expressions (most of a module's nodes) are never visited.
+    """
+    queue = deque([tree])
+    while queue:
+        node = queue.popleft()
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             doc = ast.get_docstring(node)
             if doc:
                 yield node.name, doc
+        queue.extend(child for child in ast.iter_child_nodes(node)
+                     if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case))
 
 
 def split_docstring(doc: str) -> tuple[str, str] | None:
@@ -82,7 +91,10 @@ def docstring_pairs(n: int, seed: int = 0) -> tuple[list[Pair], dict[str, str]]:
         files = sorted(p for p in root.rglob("*.py") if "test" not in p.as_posix().lower())[:MAX_FILES_PER_PACKAGE]
         for path in files:
             try:
-                tree = ast.parse(path.read_text(encoding="utf-8"))
+                source = path.read_text(encoding="utf-8")
+                if '"""' not in source and "'''" not in source:
+                    continue  # no multi-paragraph docstring without a triple-quoted string: skip the parse
+                tree = ast.parse(source)
             except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
                 continue
             for name, doc in _docstring_nodes(tree):
