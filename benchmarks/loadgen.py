@@ -81,6 +81,22 @@ def batch_histogram(metrics: str) -> dict[str, float]:
     return out
 
 
+def _percentiles(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+
+
+def in_process_latency(encoder: SpladeEncoder, queries: list[str], repeats: int) -> dict:
+    """The same queries through `SpladeEncoder.encode`, one at a time: what the server adds is the difference."""
+    lat = []
+    for i in range(repeats + 20):
+        start = time.perf_counter()
+        encoder.encode([queries[i % len(queries)]])
+        if i >= 20:
+            lat.append(time.perf_counter() - start)
+    return {"requests": repeats, **_percentiles(lat)}
+
+
 def sequential_latency(url: str, queries: list[str], repeats: int) -> dict:
     """One client, one query at a time on a kept-alive connection: the latency a lone caller sees.
 
@@ -100,9 +116,7 @@ def sequential_latency(url: str, queries: list[str], repeats: int) -> dict:
                 ok += response.status == 200 and isinstance(json.loads(data), list)
     finally:
         conn.close()
-    ms = np.array(lat) * 1000
-    return {"requests": repeats, "answered_200": ok, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return {"requests": repeats, "answered_200": ok, **_percentiles(lat)}
 
 
 def run(model: Path, texts: list[str], *, clients: int, batching: bool, time_limit: float, provider: str = "auto",
@@ -154,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     # fp32: every weight matches; int8 (scales depend on the batch) and fp16 (kernels and rounding depend
     # on the batch shape): the top-32 terms match
     exact = encoder.manifest.precision == "fp32"
+    queries = [t for t in texts if len(t.split()) <= 10]
+    if args.latency_requests:  # before the servers start: measured alone, on the same queries
+        in_process = in_process_latency(encoder, queries, args.latency_requests)
     del encoder
     runs = []
     for batching in (True, False):
@@ -169,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": machine(), "model": str(args.model), "command": "python -m benchmarks.loadgen "
               + " ".join(argv if argv is not None else sys.argv[1:]), "date": time.strftime("%Y-%m-%d"), "runs": runs}
     if args.latency_requests:
-        queries = [t for t in texts if len(t.split()) <= 10]
         server = Server(args.model, "--provider", args.provider, "--max-wait-ms", "0")
         try:
             result["sequential_query_latency"] = sequential_latency(server.url, queries, args.latency_requests)
         finally:
             server.stop()
-        print(json.dumps(result["sequential_query_latency"]), file=sys.stderr)
+        result["in_process_query_latency"] = in_process
+        print(json.dumps(result["sequential_query_latency"]), json.dumps(in_process), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     gpu = f", {result['machine']['gpu']}" if "gpu" in result["machine"] else ""
@@ -194,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         q = result["sequential_query_latency"]
         lines += ["", f"One client, sequential queries (--max-wait-ms 0): {q['answered_200']}/{q['requests']} answered, "
                   f"p50 {q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms, mean {q['mean_ms']:.2f} ms"]
+        if "in_process_query_latency" in result:
+            i = result["in_process_query_latency"]
+            lines.append(f"The same queries through `SpladeEncoder.encode` in process: p50 {i['p50_ms']:.2f} ms, "
+                         f"p99 {i['p99_ms']:.2f} ms; the server adds {q['p50_ms'] - i['p50_ms']:.2f} ms at p50.")
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -39,7 +39,7 @@ class SparseVector:
 
     def to_tei(self) -> list[dict[str, float]]:
         """text-embeddings-inference `/embed_sparse` shape: `[{"index": i, "value": v}, ...]`."""
-        return [{"index": int(i), "value": float(v)} for i, v in zip(self.indices, self.values)]
+        return [{"index": i, "value": v} for i, v in zip(self.indices.tolist(), self.values.tolist())]
 
     def to_dense(self, vocab_size: int) -> np.ndarray:
         dense = np.zeros(vocab_size, dtype=np.float32)

@@ -77,3 +77,18 @@ def torch_cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_loadgen_checks_every_answer_and_reports_the_server_overhead(exports, tmp_path):
+    """Load run with and without batching, then a lone client beside the same queries in process."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.loadgen", "--model", str(exports()), "--clients", "4",
+                           "--requests", "24", "--latency-requests", "20", "--out", str(tmp_path), "--name", "lg"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "lg.json").read_text())
+    for run in result["runs"]:  # fp32: every answer equals the in-process vector
+        assert run["answered_200"] == run["requests_sent"] == 24
+        assert run["exactly_one_answer"] and run["matches_in_process"] == 1.0
+    assert result["sequential_query_latency"]["answered_200"] == 20
+    assert result["in_process_query_latency"]["requests"] == 20
+    assert "the server adds" in (tmp_path / "lg.md").read_text()
