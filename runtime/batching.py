@@ -29,10 +29,11 @@ MAX_PADDING = 1.25  # a sequence joins a batch only if the batch's longest is at
 
 
 def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sort: bool = True,
-         max_padding: float = MAX_PADDING) -> list[np.ndarray]:
+         max_padding: float = MAX_PADDING, shortest_first: bool = False) -> list[np.ndarray]:
     """Group sequence positions into batches.
 
-    Sorted (longest first) so each batch pads only to its own longest member; a batch closes when
+    Sorted (longest first, or `shortest_first` where short texts should be answered first, as in the
+    server's shared batches) so each batch pads only to its own longest member; a batch closes when
     it holds `max_batch_size` sequences, when one more would make batch × longest exceed
     `max_batch_tokens` (a single sequence longer than the budget still gets a batch of its own),
     or, when sorted, when the next sequence is so short that padding it to the batch's longest
@@ -40,18 +41,22 @@ def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sor
     """
     if max_batch_size < 1 or max_batch_tokens < 1:
         raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
-    order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(lengths))
+    if not sort:
+        order = np.arange(len(lengths))
+    else:
+        order = np.argsort(lengths if shortest_first else -lengths, kind="stable")
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
-        end, longest = start, 0
+        end, longest, shortest = start, 0, 0
         while end < len(order) and end - start < max_batch_size:
             length = int(lengths[order[end]])
             candidate = max(longest, length)
             if end > start and candidate * (end - start + 1) > max_batch_tokens:
                 break
-            if sort and end > start and longest > max_padding * length:
+            if sort and end > start and candidate > max_padding * min(shortest, length):
                 break
+            shortest = length if end == start else min(shortest, length)
             longest, end = candidate, end + 1
         batches.append(order[start:end])
         start = end

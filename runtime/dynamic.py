@@ -199,29 +199,34 @@ class DynamicBatcher:
                     raise
 
     def _run(self, batch: list[_Part]) -> None:
+        """Run a gathered batch; each request is answered as soon as its own rows are done.
+
+        The encoder runs the batch as length-sorted sub-batches, so a query that shares a gathered
+        batch with long documents gets its answer after its own sub-batch, not after theirs.
+        """
         started = time.monotonic()
         sequences = [s for p in batch for s in p.request.tokenized.sequences[p.start: p.end]]
+        owner = [k for k, p in enumerate(batch) for _ in range(p.end - p.start)]
+        offsets = [0]
+        for p in batch:
+            offsets.append(offsets[-1] + p.end - p.start)
+        slots: list[SparseVector | None] = [None] * len(sequences)
+        left = [p.end - p.start for p in batch]
+        finished = [False] * len(batch)
         try:
-            rows = self.encoder.infer(sequences, batch_size=self.max_batch_size)
-        except Exception as exc:  # answer every caller in this batch; keep the worker alive
-            for part in batch:
-                if not part.request.future.done():
+            for rows, vectors in self.encoder.infer_batches(sequences, batch_size=self.max_batch_size, shortest_first=True):
+                for r, vec in zip(rows, vectors):
+                    slots[r] = vec
+                    k = owner[r]
+                    left[k] -= 1
+                    if not left[k]:
+                        finished[k] = True
+                        self._finish(batch[k], slots[offsets[k]: offsets[k + 1]])
+        except Exception as exc:  # answer every caller still waiting in this batch; keep the worker alive
+            for k, part in enumerate(batch):
+                if not finished[k] and not part.request.future.done():
                     part.request.future.set_exception(exc)
             return
-        offset = 0
-        for part in batch:
-            req, n = part.request, part.end - part.start
-            req.rows.extend(rows[offset: offset + n])
-            req.done, offset = part.end, offset + n
-            if req.remaining:
-                req.ready = time.monotonic()
-                self._pending.put(req)  # behind whatever arrived meanwhile
-                continue
-            try:  # one request's failure stays its own
-                req.future.set_result(SpladeEncoder.collect(req.tokenized, req.rows, n_texts=req.n_texts,
-                                                            top_k=req.top_k, threshold=req.threshold))
-            except Exception as exc:
-                req.future.set_exception(exc)
         if self.on_batch is not None:
             stats = BatchStats(
                 requests=len(batch), sequences=len(sequences),
@@ -232,3 +237,18 @@ class DynamicBatcher:
                 self.on_batch(stats)
             except Exception:  # a callback must never stop the worker
                 log.exception("batcher: on_batch callback raised; the worker goes on")
+
+    def _finish(self, part: _Part, rows: list) -> None:
+        """A part's rows are done: requeue the request's rest, or answer it."""
+        req = part.request
+        req.rows.extend(rows)
+        req.done = part.end
+        if req.remaining:
+            req.ready = time.monotonic()
+            self._pending.put(req)  # behind whatever arrived meanwhile
+            return
+        try:  # one request's failure stays its own
+            req.future.set_result(SpladeEncoder.collect(req.tokenized, req.rows, n_texts=req.n_texts,
+                                                        top_k=req.top_k, threshold=req.threshold))
+        except Exception as exc:
+            req.future.set_exception(exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -125,10 +125,20 @@ class SpladeEncoder:
 
     def infer(self, sequences: Sequence[np.ndarray], *, batch_size: int = 32, sort: bool = True) -> list[SparseVector]:
         """Run token sequences through the graph; one unpruned SparseVector per sequence."""
+        out: list[SparseVector | None] = [None] * len(sequences)
+        for rows, vectors in self.infer_batches(sequences, batch_size=batch_size, sort=sort):
+            for r, vec in zip(rows, vectors):
+                out[r] = vec
+        return out  # type: ignore[return-value]
+
+    def infer_batches(self, sequences: Sequence[np.ndarray], *, batch_size: int = 32, sort: bool = True,
+                      shortest_first: bool = False) -> Iterator[tuple[list[int], list[SparseVector]]]:
+        """`infer` one batch at a time: (positions in `sequences`, their vectors) as each batch finishes,
+        so that a caller sharing the run (the DynamicBatcher, shortest first) answers short texts first."""
         if self.provider == "tensorrt":  # an engine runs no batch beyond its optimization profile
             batch_size = min(batch_size, self.max_batch_size)
-        out: list[SparseVector | None] = [None] * len(sequences)
-        for rows in batching.plan(batching.lengths_of(sequences), max_batch_size=batch_size, max_batch_tokens=self.max_batch_tokens, sort=sort):
+        for rows in batching.plan(batching.lengths_of(sequences), max_batch_size=batch_size,
+                                  max_batch_tokens=self.max_batch_tokens, sort=sort, shortest_first=shortest_first):
             batch = batching.pad(sequences, rows, self.manifest.pad_token_id)
             outputs = self.backend.run(batch)
             if len(outputs) == 1:
@@ -137,12 +147,10 @@ class SpladeEncoder:
                 vectors = [from_topk(v, i) for v, i in zip(*outputs)]
             if len(vectors) != len(rows):
                 raise RuntimeError(f"graph returned {len(vectors)} rows for a batch of {len(rows)}")
-            for r, vec in zip(batch.rows, vectors):
-                out[r] = vec
             if batch.tokens >= TRIM_AFTER_TOKENS:
                 del outputs
                 release_memory()
-        return out  # type: ignore[return-value]
+            yield batch.rows.tolist(), vectors
 
     collect = staticmethod(per_text)  # per-sequence vectors -> per-text vectors (windows max-merged, pruned)
 

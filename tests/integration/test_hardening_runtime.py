@@ -183,3 +183,38 @@ def test_long_window_job_interleaves_with_short_requests(encoder):
     assert np.array_equal(vec.indices, expected.indices) and np.allclose(vec.values, expected.values, atol=1e-6)
     with DynamicBatcher(encoder, max_wait_ms=1) as batcher, pytest.raises(InputTooLongError, match="max_windows=2"):
         batcher.submit([long], truncate=False, max_windows=2)
+
+
+def test_a_query_sharing_a_batch_with_documents_is_answered_first(encoder):
+    """A gathered batch runs as length-sorted sub-batches; each request is answered after its own one."""
+    documents = [PASSAGE * 3] * 4  # ~200 tokens each
+    order: list[str] = []
+    with DynamicBatcher(encoder, max_wait_ms=500) as batcher:  # long enough that both land in one batch
+        docs = batcher.submit(documents)
+        docs.add_done_callback(lambda f: order.append("documents"))
+        query = batcher.submit(["a short query"])
+        query.add_done_callback(lambda f: order.append("query"))
+        got_docs, [got_query] = docs.result(timeout=60), query.result(timeout=60)
+    assert order == ["query", "documents"]
+    for got, want in zip([*got_docs, got_query], encoder.encode([*documents, "a short query"])):
+        assert np.array_equal(got.indices, want.indices) and np.allclose(got.values, want.values, atol=1e-6)
+
+
+def test_a_failing_sub_batch_fails_only_the_requests_still_waiting(fp32_dir):
+    """Requests answered by an earlier sub-batch keep their vectors when a later sub-batch raises."""
+    encoder = SpladeEncoder(fp32_dir, provider="cpu")
+    run = encoder.backend.run
+
+    def fail_on_long(batch):  # the real backend, refusing batches of long rows
+        if batch.input_ids.shape[1] > 64:
+            raise RuntimeError("device lost")
+        return run(batch)
+
+    encoder.backend.run = fail_on_long
+    with DynamicBatcher(encoder, max_wait_ms=500) as batcher:
+        docs = batcher.submit([PASSAGE * 3])
+        query = batcher.submit(["a short query"])
+        [vec] = query.result(timeout=60)
+        with pytest.raises(RuntimeError, match="device lost"):
+            docs.result(timeout=60)
+    assert len(vec) > 0

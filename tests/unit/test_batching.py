@@ -45,6 +45,13 @@ def test_padding_rule_keeps_queries_away_from_documents():
     assert [b.tolist() for b in plan(lengths, max_batch_size=8, max_batch_tokens=10_000, sort=False)] == [[0, 1, 2, 3]]
 
 
+def test_shortest_first_runs_queries_first_under_the_same_padding_rule():
+    lengths = np.array([100, 80, 79, 10, 12])
+    batches = plan(lengths, max_batch_size=8, max_batch_tokens=10_000, shortest_first=True)
+    # 12 <= 1.25 × 10; 79 and 80 ride together; 100 > 1.25 × 79
+    assert [b.tolist() for b in batches] == [[3, 4], [2, 1], [0]]
+
+
 def test_bad_caps_and_empty_input():
     with pytest.raises(ValueError, match="max_batch_size"):
         plan(np.array([3]), max_batch_size=0, max_batch_tokens=10)
