@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -18,11 +18,17 @@ def error_response(status: int, message: str, kind: str, headers: dict | None = 
     return JSONResponse({"error": message, "error_type": kind}, status_code=status, headers=headers)
 
 
-def route_label(scope: Scope) -> str:
-    """The route template that served the request (`/encode`), or OTHER: never the raw path."""
+def route_label(scope: Scope, paths: Collection[str] = ()) -> str:
+    """The route template that served the request (`/encode`), or OTHER: never an unknown raw path.
+
+    A request refused before routing (a body over the limit) is labelled by its path when that path
+    is one of the app's own routes (`paths`), so a 413 on /embed_sparse is counted as /embed_sparse.
+    """
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else OTHER
+    if isinstance(path, str):
+        return path
+    return scope["path"] if scope.get("path") in paths else OTHER
 
 
 class Guard:
@@ -31,11 +37,12 @@ class Guard:
     - A body over `limit` bytes gets 413 before anything parses it: at once from Content-Length,
       or as soon as a streamed body passes the limit.
     - An exception nothing else answered becomes a JSON 500 (no traceback or path in the body).
-    - Every response, 5xx included, is counted by `count(route template, status)`.
+    - Every response, 5xx included, is counted by `count(route template, status)`; `paths` are the
+      app's route paths (filled once its routes exist), for requests refused before routing.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, count: Callable[[str, str], None]):
-        self.app, self.limit, self.count = app, limit, count
+    def __init__(self, app: ASGIApp, *, limit: int, count: Callable[[str, str], None], paths: Collection[str] = ()):
+        self.app, self.limit, self.count, self.paths = app, limit, count, paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,13 +76,13 @@ class Guard:
             if not status:
                 await self._reply(scope, receive, tracked, exc.status_code, str(exc.detail), "validation")
         except Exception:
-            log.exception("unhandled error on %s", route_label(scope))
+            log.exception("unhandled error on %s", route_label(scope, self.paths))
             if not status:
                 await self._reply(scope, receive, tracked, 500, "internal server error", "server")
             else:
                 status.append(500)
         finally:
-            self.count(route_label(scope), str(status[-1] if status else 500))
+            self.count(route_label(scope, self.paths), str(status[-1] if status else 500))
 
     def _too_large(self) -> str:
         return f"request body is larger than the payload limit of {self.limit} bytes"

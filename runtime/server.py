@@ -158,7 +158,9 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
         kind = "validation" if 400 <= exc.status_code < 500 else "server"
         return _error(exc.status_code, str(exc.detail)[:500], kind, headers=getattr(exc, "headers", None))
 
-    app.add_middleware(Guard, limit=limits.payload_limit, count=lambda route, status: metrics.requests.labels(route, status).inc())
+    paths: set[str] = set()  # the app's route paths, filled below once the routes exist
+    app.add_middleware(Guard, limit=limits.payload_limit, paths=paths,
+                       count=lambda route, status: metrics.requests.labels(route, status).inc())
 
     async def run(texts: list[str], kind: str, *, truncate: bool, windows: bool, top_k=None, threshold=0.0):
         """Admission (413/429) then the batcher; returns vectors or an error response."""
@@ -232,4 +234,5 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
         return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
 
     started = time.time()
+    paths.update(getattr(route, "path", "") for route in app.routes)
     return app

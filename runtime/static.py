@@ -7,7 +7,7 @@ Encoding a query costs a tokenizer call and a gather: microseconds, no ONNX Runt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,10 @@ class StaticQueryEncoder:
             order = np.argsort(-values, kind="stable")
             out.append(SparseVector(present[order].astype(np.int32), values[order]))
         return out
+
+    def infer_batches(self, sequences: Sequence[np.ndarray], **_kwargs) -> Iterator[tuple[list[int], list[SparseVector]]]:
+        """`infer` as one batch (lookups, no graph): what the DynamicBatcher calls."""
+        yield list(range(len(sequences))), self.infer(sequences)
 
     collect = staticmethod(per_text)
 
