@@ -185,6 +185,8 @@ class DynamicBatcher:
                     return
                 self._pending.put(None)  # requests re-queued after close() still finish first
                 continue
+            if first.future.cancelled():  # its caller gave up while it waited: run nothing for it
+                continue
             batch: list[_Part] = [_Part(first, first.done, first.done)]
             try:
                 batch, carry = gather(first, self._pending, max_batch_size=self.max_batch_size,
@@ -193,8 +195,7 @@ class DynamicBatcher:
             except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
                 log.exception("batcher: unexpected failure; failing its batch")
                 for part in batch:
-                    if not part.request.future.done():
-                        part.request.future.set_exception(exc)
+                    _answer(part.request.future, error=exc)
                 if not isinstance(exc, Exception):
                     raise
 
@@ -202,9 +203,11 @@ class DynamicBatcher:
         """Run a gathered batch; each request is answered as soon as its own rows are done.
 
         The encoder runs the batch as length-sorted sub-batches, so a query that shares a gathered
-        batch with long documents gets its answer after its own sub-batch, not after theirs.
+        batch with long documents gets its answer after its own sub-batch, not after theirs. A caller
+        that cancelled (or timed out) is skipped; it never affects the others.
         """
         started = time.monotonic()
+        waits = tuple(started - p.request.ready for p in batch)  # before a re-queued part moves `ready`
         sequences = [s for p in batch for s in p.request.tokenized.sequences[p.start: p.end]]
         owner = [k for k, p in enumerate(batch) for _ in range(p.end - p.start)]
         offsets = [0]
@@ -224,14 +227,13 @@ class DynamicBatcher:
                         self._finish(batch[k], slots[offsets[k]: offsets[k + 1]])
         except Exception as exc:  # answer every caller still waiting in this batch; keep the worker alive
             for k, part in enumerate(batch):
-                if not finished[k] and not part.request.future.done():
-                    part.request.future.set_exception(exc)
-            return
+                if not finished[k]:
+                    _answer(part.request.future, error=exc)
         if self.on_batch is not None:
             stats = BatchStats(
                 requests=len(batch), sequences=len(sequences),
                 tokens=sum(int(p.request.lengths[p.start: p.end].sum()) for p in batch),
-                queue_waits=tuple(started - p.request.ready for p in batch), infer_seconds=time.monotonic() - started,
+                queue_waits=waits, infer_seconds=time.monotonic() - started,
             )
             try:
                 self.on_batch(stats)
@@ -241,6 +243,8 @@ class DynamicBatcher:
     def _finish(self, part: _Part, rows: list) -> None:
         """A part's rows are done: requeue the request's rest, or answer it."""
         req = part.request
+        if req.future.cancelled():  # its caller gave up: nothing to answer, no rest to run
+            return
         req.rows.extend(rows)
         req.done = part.end
         if req.remaining:
@@ -248,7 +252,20 @@ class DynamicBatcher:
             self._pending.put(req)  # behind whatever arrived meanwhile
             return
         try:  # one request's failure stays its own
-            req.future.set_result(SpladeEncoder.collect(req.tokenized, req.rows, n_texts=req.n_texts,
-                                                        top_k=req.top_k, threshold=req.threshold))
+            result = SpladeEncoder.collect(req.tokenized, req.rows, n_texts=req.n_texts,
+                                           top_k=req.top_k, threshold=req.threshold)
         except Exception as exc:
-            req.future.set_exception(exc)
+            _answer(req.future, error=exc)
+            return
+        _answer(req.future, result=result)
+
+
+def _answer(future: cf.Future, *, result=None, error: BaseException | None = None) -> None:
+    """Set a future's outcome unless its caller already cancelled it (a race the caller may win)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except cf.InvalidStateError:
+        pass

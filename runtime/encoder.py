@@ -141,6 +141,9 @@ class SpladeEncoder:
                                   max_batch_tokens=self.max_batch_tokens, sort=sort, shortest_first=shortest_first):
             batch = batching.pad(sequences, rows, self.manifest.pad_token_id)
             outputs = self.backend.run(batch)
+            if not np.isfinite(outputs[0]).all():  # e.g. an fp16 overflow: never a vector with inf or NaN in it
+                raise RuntimeError(f"the graph returned non-finite weights for a batch of {len(rows)} "
+                                   f"(precision {self.manifest.precision}); no vector was produced")
             if len(outputs) == 1:
                 vectors = [from_dense(w) for w in outputs[0]]
             else:

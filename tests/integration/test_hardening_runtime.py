@@ -218,3 +218,40 @@ def test_a_failing_sub_batch_fails_only_the_requests_still_waiting(fp32_dir):
         with pytest.raises(RuntimeError, match="device lost"):
             docs.result(timeout=60)
     assert len(vec) > 0
+
+
+def test_a_cancelled_request_does_not_fail_its_batch_neighbours(encoder):
+    """A caller that gives up (cancel, or an asyncio timeout) is skipped; the others get their vectors."""
+    documents = [PASSAGE * 3] * 4
+    with DynamicBatcher(encoder, max_wait_ms=300) as batcher:
+        docs = batcher.submit(documents)
+        query = batcher.submit(["a short query"])
+        assert query.cancel()
+        got = docs.result(timeout=60)
+        after = batcher.submit(["another query"]).result(timeout=60)  # the worker goes on
+    for g, want in zip(got, encoder.encode(documents)):
+        assert np.array_equal(g.indices, want.indices)
+    assert len(after[0]) > 0
+
+
+def test_queue_waits_of_a_request_run_over_several_batches_are_never_negative(encoder):
+    waits: list[float] = []
+    with DynamicBatcher(encoder, max_batch_size=2, max_wait_ms=1,
+                        on_batch=lambda stats: waits.extend(stats.queue_waits)) as batcher:
+        batcher.submit([f"text number {i}" for i in range(5)]).result(timeout=60)
+    assert len(waits) == 3 and min(waits) >= 0
+
+
+def test_non_finite_weights_are_an_error_not_a_vector(fp32_dir):
+    """An overflowing graph (fp16 inf, say) fails the call; no vector carries inf or NaN to a client."""
+    encoder = SpladeEncoder(fp32_dir, provider="cpu")
+    run = encoder.backend.run
+
+    def overflow(batch):  # the real backend's outputs with one weight overflowed
+        outputs = run(batch)
+        outputs[0][0, 0] = np.inf
+        return outputs
+
+    encoder.backend.run = overflow
+    with pytest.raises(RuntimeError, match="non-finite weights"):
+        encoder.encode(["a short query"])
