@@ -61,6 +61,20 @@ def timed(fn, *, repeats: int, warmup: int = 1) -> list[float]:
     return times
 
 
+def corpus_passes(engine, texts: list[str], *, budget_s: float = 15.0, most: int = 3) -> list[float]:
+    """Seconds per end-to-end pass over the corpus: up to `most` passes while they fit in `budget_s`.
+
+    One pass includes the first sight of every batch shape, which a single fast pass does not average
+    out (one such pass once read 0.5x of the same engine's steady rate); slow engines get one pass.
+    """
+    passes: list[float] = []
+    while len(passes) < most and (not passes or sum(passes) + passes[-1] <= budget_s):
+        start = time.perf_counter()
+        engine.encode_texts(texts)
+        passes.append(time.perf_counter() - start)
+    return passes
+
+
 # ---------------------------------------------------------------- models
 
 def bert_base_folder(tokenizer_dir: Path, dest: Path) -> Path:
@@ -188,9 +202,7 @@ def run_model(label: str, src_dir: Path, work: Path, args) -> dict:
                 fid = fidelity(reference["docs"], dense, top_k=512)
                 row["max_abs_diff"], row["top32_overlap"] = fid.max_abs_diff, fid.top32_overlap
         engine.encode_texts(texts[:8])  # warm-up
-        start = time.perf_counter()
-        engine.encode_texts(texts)
-        row["corpus_texts_per_s"] = float(len(texts) / (time.perf_counter() - start))
+        row["corpus_texts_per_s"] = float(len(texts) / np.median(corpus_passes(engine, texts)))
         rows.append(row)
         logging.info("%s %s: %s", label, engine.name, json.dumps(row))
         del engine
