@@ -140,18 +140,6 @@ def _splade_rows(model, tokenizer, texts: list[str], max_length: int, *, bf16: b
     return np.stack(rows)
 
 
-def _load(source: Path):
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    return AutoModelForMaskedLM.from_pretrained(source).float().eval(), AutoTokenizer.from_pretrained(source)
-
-
-def torch_weights(source: Path, texts: list[str], max_length: int) -> np.ndarray:
-    """PyTorch fp32 SPLADE weights, one text at a time (no padding), the paper's formula."""
-    model, tokenizer = _load(source)
-    return _splade_rows(model, tokenizer, texts, max_length)
-
-
 def int8_weight_floor(model) -> int:
     """Round every Linear weight to int8 per output channel (symmetric), in place; activations stay fp32.
 
@@ -171,13 +159,18 @@ def int8_weight_floor(model) -> int:
     return done
 
 
-def arithmetic_floors(source: Path, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
-    """PyTorch's own bf16 (autocast) and int8-weight (fp32 activations) weights: what the formats allow."""
-    model, tokenizer = _load(source)
-    floors = {"pytorch-bf16-autocast": _splade_rows(model, tokenizer, texts, max_length, bf16=True)}
-    int8_weight_floor(model)
-    floors["pytorch-int8-weights-only"] = _splade_rows(model, tokenizer, texts, max_length)
-    return floors
+def pytorch_weights(source: Path, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
+    """PyTorch's SPLADE weights, one text at a time (no padding), the paper's formula, from one loaded model:
+    fp32 (the reference), then the floors: bf16 under autocast and int8 weights with fp32 activations."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(source).float().eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    rows = {"pytorch-fp32": _splade_rows(model, tokenizer, texts, max_length),
+            "pytorch-bf16-autocast": _splade_rows(model, tokenizer, texts, max_length, bf16=True)}
+    int8_weight_floor(model)  # in place, so last
+    rows["pytorch-int8-weights-only"] = _splade_rows(model, tokenizer, texts, max_length)
+    return rows
 
 
 def engines(work: Path) -> list[tuple[str, Path, str, dict]]:
@@ -211,8 +204,8 @@ def run(pairs: int, work: Path) -> dict:
     queries, documents = [p.query for p in found], [p.document for p in found]
     source = resolve_model("splade-tiny").path
     max_length = 512
-    ref_q, ref_d = torch_weights(source, queries, max_length), torch_weights(source, documents, max_length)
-    reference = np.concatenate([ref_q, ref_d])
+    pytorch = pytorch_weights(source, queries + documents, max_length)
+    reference = pytorch["pytorch-fp32"]
     n = len(queries)
 
     def row(name: str, q: np.ndarray, d: np.ndarray, **extra) -> dict:
@@ -221,9 +214,8 @@ def run(pairs: int, work: Path) -> dict:
                 "top32_overlap_worst": float(overlaps.min()), "query_worst": float(overlaps[:n].min()),
                 "document_worst": float(overlaps[n:].min()), **extra}
 
-    rows = [row("pytorch-fp32", ref_q, ref_d)]
-    for name, weights in arithmetic_floors(source, queries + documents, max_length).items():
-        rows.append(row(name, weights[:n], weights[n:], floor=True))
+    rows = [row(name, weights[:n], weights[n:], **({} if name == "pytorch-fp32" else {"floor": True}))
+            for name, weights in pytorch.items()]
     for name, folder, provider, options in engines(work):
         encoder = SpladeEncoder(folder, provider, provider_options=options or None)
         vocab = encoder.manifest.vocab_size
