@@ -214,8 +214,7 @@ class DynamicBatcher:
         for p in batch:
             offsets.append(offsets[-1] + p.end - p.start)
         slots: list[SparseVector | None] = [None] * len(sequences)
-        left = [p.end - p.start for p in batch]
-        finished = [False] * len(batch)
+        left = [p.end - p.start for p in batch]  # rows still to come per part; 0: answered (or re-queued)
         try:
             for rows, vectors in self.encoder.infer_batches(sequences, batch_size=self.max_batch_size, shortest_first=True):
                 for r, vec in zip(rows, vectors):
@@ -223,11 +222,10 @@ class DynamicBatcher:
                     k = owner[r]
                     left[k] -= 1
                     if not left[k]:
-                        finished[k] = True
                         self._finish(batch[k], slots[offsets[k]: offsets[k + 1]])
         except Exception as exc:  # answer every caller still waiting in this batch; keep the worker alive
             for k, part in enumerate(batch):
-                if not finished[k]:
+                if left[k]:
                     _answer(part.request.future, error=exc)
         if self.on_batch is not None:
             stats = BatchStats(
