@@ -130,7 +130,7 @@ def openvino_bf16() -> bool:
 
     if importlib.util.find_spec("openvino") is None:
         return False
-    from runtime.openvino_backend import native_bf16
+    from runtime.backends.openvino import native_bf16
 
     return native_bf16()
 

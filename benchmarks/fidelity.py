@@ -88,7 +88,9 @@ def docstring_pairs(n: int, seed: int = 0) -> tuple[list[Pair], dict[str, str]]:
         except md.PackageNotFoundError:
             versions[package] = "?"
         root = Path(next(iter(spec.submodule_search_locations)))
-        files = sorted(p for p in root.rglob("*.py") if "test" not in p.as_posix().lower())[:MAX_FILES_PER_PACKAGE]
+        # test modules are judged by their place inside the package, never by where the package is installed
+        files = sorted(p for p in root.rglob("*.py")
+                       if "test" not in p.relative_to(root).as_posix().lower())[:MAX_FILES_PER_PACKAGE]
         for path in files:
             try:
                 source = path.read_text(encoding="utf-8")
@@ -188,7 +190,7 @@ def engines(work: Path) -> list[tuple[str, Path, str, dict]]:
     rows = [("ours-fp32", folders["fp32"], "cpu", {}), ("ours-int8-static", folders["int8-static"], "cpu", {}),
             ("ours-int8-dynamic", folders["int8-dynamic"], "cpu", {})]
     if importlib.util.find_spec("openvino") is not None:
-        from runtime.openvino_backend import native_bf16
+        from runtime.backends.openvino import native_bf16
 
         if native_bf16():
             rows.append(("openvino-bf16", folders["fp32"], "openvino", {}))

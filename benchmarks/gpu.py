@@ -102,7 +102,7 @@ def documents(src: Path, variants: dict[str, Path], *, repeats: int) -> dict:
 
     from benchmarks.engines import TorchEngine
     from runtime import SpladeEncoder
-    from runtime.batching import Buckets
+    from runtime.core.batching import Buckets
 
     tokenizer = AutoTokenizer.from_pretrained(src)
     batches = {f"{n}x{length}": corpus.token_batch(tokenizer, batch=n, length=length) for n, length in DOC_SHAPES}

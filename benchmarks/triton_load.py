@@ -23,9 +23,9 @@ import numpy as np
 
 from benchmarks import loadgen
 from benchmarks.machine import machine, write_results
-from export.triton import TritonConfig, write_repository
-from export.triton_server import TritonServer
 from runtime import SpladeEncoder
+from runtime.triton.repository import TritonConfig, write_repository
+from runtime.triton.server import TritonServer
 
 
 def triton_request(text: str) -> tuple[str, dict]:

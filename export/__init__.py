@@ -1,6 +1,6 @@
 """Export a Hugging Face SPLADE model to one ONNX graph with pooling and top-k fused in.
 
-Names are imported on first use: `python -m export.triton` writes text files and must not pay
+Names are imported on first use: `python -m runtime.triton` writes text files and must not pay
 for (or need) torch and transformers.
 """
 

@@ -1,7 +1,7 @@
 """Export a SparseStaticEmbedding (the query side of inference-free models) as a static query model folder.
 
 The folder holds `tokenizer.json`, `query_weights.npy` (float32 [vocab]) and a manifest of kind
-"static-query"; `runtime.static.StaticQueryEncoder` encodes with it, no graph involved.
+"static-query"; `runtime.core.static.StaticQueryEncoder` encodes with it, no graph involved.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def export_static_query(folder: Path, out: Path, *, source_name: str, source_rev
         ValueError: no fast tokenizer or no usable weights in the folder.
         ValidationError: the runtime's vectors differ from the reference.
     """
-    from runtime.static import StaticQueryEncoder
+    from runtime.core.static import StaticQueryEncoder
 
     if not (folder / "tokenizer.json").is_file():
         raise ValueError(f"{folder}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer")

@@ -10,19 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runtime.dynamic import DynamicBatcher
-    from runtime.encoder import SpladeEncoder, SpladeEncoderPair
+    from runtime.core.encoder import SpladeEncoder, SpladeEncoderPair
+    from runtime.core.sparse import SparseVector, score, to_csr
     from runtime.errors import InputTooLongError, ModelFolderError, ProviderError, SpladeError
     from runtime.manifest import Manifest, load_manifest
-    from runtime.sparse import SparseVector, score, to_csr
+    from runtime.serving.batcher import DynamicBatcher
 
 _WHERE = {
-    "DynamicBatcher": "runtime.dynamic",
-    "SpladeEncoder": "runtime.encoder", "SpladeEncoderPair": "runtime.encoder",
+    "DynamicBatcher": "runtime.serving.batcher",
+    "SpladeEncoder": "runtime.core.encoder", "SpladeEncoderPair": "runtime.core.encoder",
     "InputTooLongError": "runtime.errors", "ModelFolderError": "runtime.errors",
     "ProviderError": "runtime.errors", "SpladeError": "runtime.errors",
     "Manifest": "runtime.manifest", "load_manifest": "runtime.manifest",
-    "SparseVector": "runtime.sparse", "score": "runtime.sparse", "to_csr": "runtime.sparse",
+    "SparseVector": "runtime.core.sparse", "score": "runtime.core.sparse", "to_csr": "runtime.core.sparse",
 }
 
 __all__ = [

@@ -50,21 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show the manifest, the providers available and the one that would run")
     _add_model(info)
 
-    from runtime.serve_cli import add_serve_parser  # the server's flags live with the server
+    from runtime.serving.cli import add_serve_parser  # the server's flags live with the server
     add_serve_parser(sub)
     return parser
 
 
 def _encode(args) -> int:
-    from runtime.corpus import encode_corpus
-    from runtime.encoder import open_encoder
+    from runtime.core.encoder import open_encoder
+    from runtime.jobs.corpus import encode_corpus
 
     if bool(args.input) != bool(args.output):
         raise SystemExit("error: --input and --output go together")
     if not args.input and not args.texts:
         raise SystemExit("error: give TEXT arguments or --input/--output")
     if args.ray:
-        from runtime.ray import encode_files
+        from runtime.jobs.ray import encode_files
 
         if not args.input:
             raise SystemExit("error: --ray needs --input and --output")
@@ -102,7 +102,7 @@ def _encode(args) -> int:
 def _info(args) -> int:
     import onnxruntime as ort
 
-    from runtime.encoder import open_encoder
+    from runtime.core.encoder import open_encoder
 
     encoder = open_encoder(args.model, args.provider, threads=args.threads,
                            allow_failed_validation=args.allow_failed_validation)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             return _encode(args)
         if args.command == "info":
             return _info(args)
-        from runtime.serve_cli import run_server
+        from runtime.serving.cli import run_server
         return run_server(args)
     except (SpladeError, ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

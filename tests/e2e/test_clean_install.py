@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from runtime.sparse import SparseVector
+from runtime.core.sparse import SparseVector
 from tests.conftest import REPO, assert_matches
 
 

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from benchmarks.corpus import texts as corpus_texts  # noqa: E402
 from runtime import SpladeEncoder  # noqa: E402
-from runtime.ray import encode_dataset  # noqa: E402
+from runtime.jobs.ray import encode_dataset  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def test_encode_files_parquet(local_ray, fp32_dir, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from runtime.ray import encode_files
+    from runtime.jobs.ray import encode_files
 
     texts = corpus_texts(50)
     src = tmp_path / "in"

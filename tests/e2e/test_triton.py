@@ -12,10 +12,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.triton import TritonConfig, write_repository
-from export.triton import main as triton_cli
 from runtime import SpladeEncoder
 from runtime.errors import ModelFolderError
+from runtime.triton.repository import TritonConfig, write_repository
+from runtime.triton.repository import main as triton_cli
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402  (comes with tritonclient[grpc])
@@ -99,7 +99,7 @@ def test_gpu_tensorrt_config(fp32_dir, tmp_path):
 def test_fp16_needs_gpu_and_cli(exports, tmp_path):
     with pytest.raises(ModelFolderError, match="fp16"):
         write_repository(exports(precision="fp16"), tmp_path / "r")
-    done = subprocess.run([sys.executable, "-m", "export.triton", "--model-dir", str(tmp_path / "none"),
+    done = subprocess.run([sys.executable, "-m", "runtime.triton", "--model-dir", str(tmp_path / "none"),
                            "--output", str(tmp_path / "r2")], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1 and "does not exist" in done.stderr
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from benchmarks import corpus, loadgen, triton_load
-from export.triton import TritonConfig, write_repository
-from export.triton_server import TritonServer, TritonUnavailable
 from runtime import SpladeEncoder
+from runtime.triton.repository import TritonConfig, write_repository
+from runtime.triton.server import TritonServer, TritonUnavailable
 from tests.conftest import TEXTS
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed (`make setup`)")
@@ -95,7 +95,7 @@ def test_python_variant_differs_only_in_the_onnx_backend(repo, fp32_dir, tmp_pat
     assert gpu_settings["provider"] == "tensorrt" and gpu_settings["cache"] == "/tmp/splade-trt-cache"
     with pytest.raises(ValueError, match="onnx_backend"):
         TritonConfig(onnx_backend="tensorrt")
-    done = subprocess.run([sys.executable, "-m", "export.triton", "--model-dir", str(fp32_dir), "--output",
+    done = subprocess.run([sys.executable, "-m", "runtime.triton", "--model-dir", str(fp32_dir), "--output",
                            str(tmp_path / "cli"), "--onnx-backend", "python"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert parse(tmp_path / "cli" / "splade_onnx" / "config.pbtxt").backend == "python"

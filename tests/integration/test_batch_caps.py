@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import SpladeEncoder
-from runtime.backend import ProviderPlan
+from runtime.backends.ort import ProviderPlan
 from tests.conftest import TEXTS
 
 

@@ -10,8 +10,8 @@ import sys
 import time
 
 from runtime import SpladeEncoder
-from runtime.corpus import done_ids
-from runtime.sparse import SparseVector
+from runtime.core.sparse import SparseVector
+from runtime.jobs.corpus import done_ids
 from tests.conftest import REPO, assert_matches
 
 

@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 
 from runtime import SpladeEncoder
-from runtime.batching import Buckets, pad, pad_to
-from runtime.sparse import from_dense, from_topk
+from runtime.core.batching import Buckets, pad, pad_to
+from runtime.core.sparse import from_dense, from_topk
 from tests.conftest import TEXTS
 
 

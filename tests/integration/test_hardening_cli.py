@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.sparse import SparseVector
+from runtime.core.sparse import SparseVector
 from tests.conftest import assert_matches
 
 REPO = Path(__file__).resolve().parents[2]

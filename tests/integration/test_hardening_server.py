@@ -153,7 +153,7 @@ def test_concurrent_valid_requests_unaffected_by_bad_ones(server, encoder):
 
 def test_serve_defaults_bind_loopback_and_read_server_limits():
     from runtime.__main__ import build_parser
-    from runtime.limits import ServerLimits
+    from runtime.serving.limits import ServerLimits
 
     args = build_parser().parse_args(["serve", "--model", "m"])
     assert args.host == "127.0.0.1"

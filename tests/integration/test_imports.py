@@ -21,7 +21,7 @@ def loaded_after(*modules: str) -> set[str]:
 
 
 def test_manifest_triton_and_sources_need_no_torch_nor_onnxruntime():
-    assert loaded_after("runtime.manifest", "runtime.errors", "export.errors", "export.sources", "export.triton",
+    assert loaded_after("runtime.manifest", "runtime.errors", "export.errors", "export.sources", "runtime.triton",
                         "export.validate", "benchmarks.machine") == set()
 
 
@@ -30,8 +30,8 @@ def test_loadgen_needs_no_torch():
 
 
 def test_triton_cli_runs_without_torch(fp32_dir, tmp_path):
-    code = ("import sys, runpy\nsys.argv = ['export.triton', '--model-dir', sys.argv[1], '--output', sys.argv[2]]\n"
-            "try:\n    runpy.run_module('export.triton', run_name='__main__')\nexcept SystemExit as e:\n"
+    code = ("import sys, runpy\nsys.argv = ['runtime.triton', '--model-dir', sys.argv[1], '--output', sys.argv[2]]\n"
+            "try:\n    runpy.run_module('runtime.triton', run_name='__main__')\nexcept SystemExit as e:\n"
             "    assert e.code == 0, e.code\nassert 'torch' not in sys.modules and 'transformers' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code, str(fp32_dir), str(tmp_path / "repo")],
                           capture_output=True, text=True, cwd=REPO)

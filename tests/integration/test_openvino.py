@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from runtime import ProviderError, SpladeEncoder
-from runtime.openvino_backend import native_bf16, plan_openvino
+from runtime.backends.openvino import native_bf16, plan_openvino
 from tests.conftest import TEXTS, assert_matches
 
 REPO = Path(__file__).resolve().parents[2]

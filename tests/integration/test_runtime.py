@@ -20,7 +20,7 @@ from runtime import (
     SpladeEncoderPair,
     to_csr,
 )
-from runtime.backend import AUTO_ORDER, ProviderPlan
+from runtime.backends.ort import AUTO_ORDER, ProviderPlan
 from tests.conftest import TEXTS, assert_matches
 
 LONG = "Sparse lexical retrieval with learned term weights scales to billions of documents. " * 80

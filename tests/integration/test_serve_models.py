@@ -9,7 +9,7 @@ import numpy as np
 
 from benchmarks.serverproc import Server
 from runtime import SpladeEncoder
-from runtime.server import create_app
+from runtime.serving.app import create_app
 
 LONG = "Sparse retrieval with learned term weights. " * 120
 

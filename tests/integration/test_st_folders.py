@@ -31,7 +31,7 @@ from sentence_transformers.sparse_encoder.modules import (  # noqa: E402
 from benchmarks.serverproc import Server  # noqa: E402
 from export import ExportConfig, export_model  # noqa: E402
 from runtime import SpladeEncoder, SpladeEncoderPair  # noqa: E402
-from runtime.static import StaticQueryEncoder  # noqa: E402
+from runtime.core.static import StaticQueryEncoder  # noqa: E402
 from tests import tiny_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

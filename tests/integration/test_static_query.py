@@ -10,8 +10,8 @@ from safetensors.numpy import save_file
 
 from export.static_query import export_static_query
 from runtime import ModelFolderError, load_manifest
+from runtime.core.static import StaticQueryEncoder
 from runtime.errors import InputTooLongError
-from runtime.static import StaticQueryEncoder
 from tests import tiny_models
 
 
@@ -106,7 +106,7 @@ def test_static_folders_open_through_open_encoder_and_honour_validation(static_f
     """open_encoder passes SpladeEncoder's options on; a static folder that failed validation is refused
     unless allowed; SpladeEncoder names the folder's kind instead of failing inside ONNX Runtime."""
     from runtime import SpladeEncoder
-    from runtime.encoder import open_encoder
+    from runtime.core.encoder import open_encoder
 
     src, out, weights = static_folder
     enc = open_encoder(out, "cpu", threads=1, max_windows=2, allow_failed_validation=False)

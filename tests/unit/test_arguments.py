@@ -9,11 +9,11 @@ import pytest
 from export.__main__ import build_parser as export_parser
 from export.errors import ExportError, ModelSourceError, UnsupportedModelError, ValidationError
 from export.sources import resolve_model
-from export.triton import TritonConfig
 from export.validate import Bounds, Fidelity, check, record
 from runtime.__main__ import build_parser as runtime_parser
+from runtime.core.tokenize import TextTokenizer, check_texts
 from runtime.errors import SpladeError
-from runtime.tokenize import TextTokenizer, check_texts
+from runtime.triton.repository import TritonConfig
 
 
 def test_export_errors_share_the_runtime_root():
@@ -143,9 +143,9 @@ def test_flag_defaults_are_the_configs_own():
     """One source per default: the export and Triton CLIs read their defaults from the dataclasses."""
     from export.__main__ import build_parser
     from export.pipeline import ExportConfig
-    from export.triton import TritonConfig
-    from export.triton import build_parser as triton_parser
     from export.validate import Bounds
+    from runtime.triton.repository import TritonConfig
+    from runtime.triton.repository import build_parser as triton_parser
 
     args, cfg = build_parser().parse_args([]), ExportConfig()
     for name in ("top_k", "opset", "vocab_chunk", "max_reduction", "int8_scales"):

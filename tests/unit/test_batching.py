@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.batching import MAX_PADDING, lengths_of, pad, plan
+from runtime.core.batching import MAX_PADDING, lengths_of, pad, plan
 
 
 def covers_each_once(batches, n):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.backend import plan_provider
-from runtime.batching import Buckets, pad, pad_to
+from runtime.backends.ort import plan_provider
+from runtime.core.batching import Buckets, pad, pad_to
 from tests.unit.test_manifest import manifest
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.corpus import done_ids, id_key, read_corpus
+from runtime.jobs.corpus import done_ids, id_key, read_corpus
 
 
 def test_read_corpus_names_the_bad_line(tmp_path):

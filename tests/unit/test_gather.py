@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from runtime.dynamic import _Request, gather
-from runtime.tokenize import Tokenized
+from runtime.core.tokenize import Tokenized
+from runtime.serving.batcher import _Request, gather
 
 
 def request(*lengths: int) -> _Request:

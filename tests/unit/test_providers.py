@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnxruntime as ort
 import pytest
 
-from runtime.backend import AUTO_ORDER, ORT_NAMES, ProviderPlan, plan_provider, session_options
+from runtime.backends.ort import AUTO_ORDER, ORT_NAMES, ProviderPlan, plan_provider, session_options
 from tests.unit.test_manifest import manifest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.sparse import SparseVector, from_dense, from_topk, max_merge, score, to_csr
+from runtime.core.sparse import SparseVector, from_dense, from_topk, max_merge, score, to_csr
 
 
 def vec(pairs: dict[int, float]) -> SparseVector:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runtime.backend import AUTO_ORDER
-from runtime.limits import ServerLimits
+from runtime.backends.ort import AUTO_ORDER
+from runtime.serving.limits import ServerLimits
 
 _D = ServerLimits()  # every default below is read from the dataclass, never repeated
 
@@ -44,11 +44,10 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def run_server(args) -> int:
-    import uvicorn
-
-    from runtime.encoder import SpladeEncoder, open_encoder
-    from runtime.server import ServerLimits, create_app
+def build_app(args):
+    """The ASGI app the flags describe (encoders loaded, limits checked); `run_server` serves it, tests call it in process."""
+    from runtime.core.encoder import SpladeEncoder, open_encoder
+    from runtime.serving.app import ServerLimits, create_app
 
     limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
                           max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
@@ -63,6 +62,11 @@ def run_server(args) -> int:
                   allow_spinning=bool(args.allow_spinning))
     document = SpladeEncoder(args.model, args.provider, **kwargs)
     query = open_encoder(args.query_model, args.provider, **kwargs) if args.query_model else None
-    uvicorn.run(create_app(document, query, limits), host=args.host, port=args.port, log_level="info",
-                timeout_graceful_shutdown=30)
+    return create_app(document, query, limits)
+
+
+def run_server(args) -> int:
+    import uvicorn
+
+    uvicorn.run(build_app(args), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30)
     return 0

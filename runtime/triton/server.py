@@ -1,6 +1,6 @@
 """Run a model repository in the real `tritonserver` shipped by the `nvidia-pytriton` wheel (CPU, Python backend).
 
-    python -m export.triton_server --repository triton-repo
+    python -m runtime.triton.server --repository triton-repo
 
 The wheel carries the server binary, its shared libraries, the Python backend and one backend
 stub per Python version, but not ONNX Runtime's Triton backend: run repositories written with
@@ -215,8 +215,8 @@ class TritonServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.triton_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--repository", required=True, type=Path, help="written by `python -m export.triton --onnx-backend python`")
+    p = argparse.ArgumentParser(prog="python -m runtime.triton.server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repository", required=True, type=Path, help="written by `python -m runtime.triton --onnx-backend python`")
     p.add_argument("--env", type=Path, help="Triton environment (default $SPLADE_TRITON_ENV, else .venv-triton)")
     p.add_argument("--ready-timeout", type=float, default=120, help="seconds to wait for the models. Default: %(default)s")
     args = p.parse_args(argv)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runtime.backend import ProviderName
+    from runtime.backends.ort import ProviderName
 
 
 class _EncodeBatch:
@@ -15,7 +15,7 @@ class _EncodeBatch:
 
     def __init__(self, model_dir: str, text_column: str, provider: ProviderName, top_k: int | None, truncate: bool,
                  threshold: float = 0.0, threads: int | None = None):
-        from runtime.encoder import SpladeEncoder
+        from runtime.core.encoder import SpladeEncoder
 
         self.encoder = SpladeEncoder(model_dir, provider=provider, threads=threads)
         self.text_column, self.top_k, self.truncate, self.threshold = text_column, top_k, truncate, threshold
@@ -82,7 +82,7 @@ def actor_resources(cluster_cpus: float, num_actors: int) -> tuple[float, int]:
 
 def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
     """The corpus CLI's rules on the Ray path: a new output folder, and unique scalar ids."""
-    from runtime.corpus import _check_id, check_paths, id_key, read_corpus
+    from runtime.jobs.corpus import _check_id, check_paths, id_key, read_corpus
 
     check_paths(src, dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
@@ -122,7 +122,7 @@ def encode_files(model_dir: Path, src: Path, dst: Path, *, num_actors: int = 1, 
     """
     import ray
 
-    from runtime.checks import check_threshold, check_top_k
+    from runtime.core.checks import check_threshold, check_top_k
 
     check_top_k(top_k), check_threshold(threshold)
     parquet = src.suffix == ".parquet" or (src.is_dir() and any(src.glob("*.parquet")))

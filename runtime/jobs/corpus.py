@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from runtime.checks import check_texts
-from runtime.encoder import SpladeEncoder
+from runtime.core.checks import check_texts
+from runtime.core.encoder import SpladeEncoder
+from runtime.core.sparse import SparseVector
 from runtime.errors import InputTooLongError
-from runtime.sparse import SparseVector
 
 Format = Literal["tokens", "indices"]
 DocId = str | int | float | bool

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import batching
-from runtime.backend import ProviderName, ProviderOptions, create_backend
-from runtime.batching import Buckets
-from runtime.checks import DEFAULT_MAX_WINDOWS, check_positive_int, check_texts, check_threshold, check_top_k
+from runtime.core import batching
+from runtime.backends.ort import ProviderName, ProviderOptions, create_backend
+from runtime.core.batching import Buckets
+from runtime.core.checks import DEFAULT_MAX_WINDOWS, check_positive_int, check_texts, check_threshold, check_top_k
+from runtime.core.memory import release_memory
+from runtime.core.sparse import SparseVector, from_dense, from_topk, score
+from runtime.core.tokenize import TextTokenizer, per_text
 from runtime.errors import ModelFolderError
 from runtime.manifest import Manifest, check_validation, load_manifest
-from runtime.memory import release_memory
-from runtime.sparse import SparseVector, from_dense, from_topk, score
-from runtime.tokenize import TextTokenizer, per_text
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
 # encode() works through a call this many texts at a time, trimming the heap between chunks: peak
@@ -69,7 +69,7 @@ class SpladeEncoder:
         self.manifest: Manifest = load_manifest(self.path)
         if self.manifest.kind != "splade":
             raise ModelFolderError(f"{self.path}: a {self.manifest.kind} model folder, not a SPLADE graph; open it with "
-                                   f"runtime.encoder.open_encoder (or as the query model of a pair)")
+                                   f"runtime.core.encoder.open_encoder (or as the query model of a pair)")
         check_validation(self.manifest, self.path, allow_failed=allow_failed_validation)
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = check_positive_int(max_batch_size, "max_batch_size")
@@ -99,7 +99,7 @@ class SpladeEncoder:
         reference implementations do. `truncate=False` encodes over-long texts as overlapping
         windows and max-merges them, up to `max_windows` per text (default: the encoder's).
         Texts are cut at `max_length × 32` characters before tokenizing when truncating (see
-        `runtime.checks.CHARS_PER_TOKEN`), and a call is worked through `CHUNK_TEXTS` at a time.
+        `runtime.core.checks.CHARS_PER_TOKEN`), and a call is worked through `CHUNK_TEXTS` at a time.
 
         Raises:
             TypeError: an item is not a str (the message names its position).
@@ -170,7 +170,7 @@ class SpladeEncoder:
 def open_encoder(path: str | Path, provider: ProviderName = "auto", **kwargs):
     """SpladeEncoder or, for a folder whose manifest kind is "static-query", a StaticQueryEncoder."""
     if load_manifest(path, verify=False).kind == "static-query":
-        from runtime.static import StaticQueryEncoder
+        from runtime.core.static import StaticQueryEncoder
 
         return StaticQueryEncoder(path, **kwargs)
     return SpladeEncoder(path, provider, **kwargs)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.batching import Batch
+from runtime.core.batching import Batch
 from runtime.errors import ProviderError
 from runtime.manifest import Manifest
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.checks import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, check_positive_int, check_threshold, check_top_k
+from runtime.core.checks import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, check_positive_int, check_threshold, check_top_k
+from runtime.core.sparse import SparseVector, score
+from runtime.core.tokenize import Tokenized, check_texts, load_tokenizer, per_text
 from runtime.errors import InputTooLongError, ModelFolderError
 from runtime.manifest import Manifest, check_validation, load_manifest
-from runtime.sparse import SparseVector, score
-from runtime.tokenize import Tokenized, check_texts, load_tokenizer, per_text
 
 
 class StaticTokenizer:

@@ -1,6 +1,6 @@
 """Triton Python-backend model: input_ids, attention_mask -> the graph's outputs, through ONNX Runtime.
 
-Copied as `1/model.py` of `<name>_onnx` by `python -m export.triton --onnx-backend python`, for a
+Copied as `1/model.py` of `<name>_onnx` by `python -m runtime.triton --onnx-backend python`, for a
 Triton without ONNX Runtime's own backend. The session comes from the runtime's `Backend` (provider
 planning, session options, io binding), vendored next to this file as the `runtime` package, so
 the model needs only `numpy` and `onnxruntime` (or `onnxruntime-gpu`) where Triton runs.
@@ -19,8 +19,8 @@ import triton_python_backend_utils as pb_utils
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the vendored runtime wins over any installed one
 
-from runtime.backend import Backend  # noqa: E402
-from runtime.batching import Batch  # noqa: E402
+from runtime.backends.ort import Backend  # noqa: E402
+from runtime.core.batching import Batch  # noqa: E402
 from runtime.manifest import Manifest, sha256_of  # noqa: E402
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.checks import DEFAULT_MAX_WINDOWS
+from runtime.core.checks import DEFAULT_MAX_WINDOWS
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from runtime.batching import Batch, Buckets
-from runtime.cuda_graphs import SKIP_GRAPH, CudaGraphs
+from runtime.backends.cuda_graphs import SKIP_GRAPH, CudaGraphs
+from runtime.core.batching import Batch, Buckets
 from runtime.errors import ModelFolderError, ProviderError
 from runtime.manifest import Manifest, cache_root
 
@@ -249,7 +249,7 @@ def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderNa
                    allow_spinning: bool = True, graph_buckets: Buckets | None = None):
     """Backend for ONNX Runtime's providers; OpenVINO's own runtime only when asked by name ("auto" never picks it)."""
     if provider == "openvino":
-        from runtime.openvino_backend import OpenVINOBackend
+        from runtime.backends.openvino import OpenVINOBackend
 
         check_option_keys(provider_options)
         return OpenVINOBackend(model_path, manifest, threads=threads or default_threads(),

@@ -1,4 +1,4 @@
-"""`python -m export.triton`: a Triton Inference Server model repository for an exported folder.
+"""`python -m runtime.triton`: a Triton Inference Server model repository for an exported folder.
 
 Three models: `<name>_onnx` (dynamic batching; ONNX Runtime's Triton backend with an optional
 TensorRT accelerator, or with `--onnx-backend python` a Python-backend model that runs the graph
@@ -21,11 +21,11 @@ from typing import Literal
 from runtime.errors import ModelFolderError, SpladeError
 from runtime.manifest import MANIFEST_NAME, load_manifest
 
-TOKENIZER_SOURCE = Path(__file__).with_name("triton_tokenizer.py")
-ONNX_MODEL_SOURCE = Path(__file__).with_name("triton_onnx_model.py")
-RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
+TOKENIZER_SOURCE = Path(__file__).with_name("tokenizer_model.py")
+ONNX_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
+RUNTIME_DIR = Path(__file__).resolve().parents[1]
 # The Python-backend ONNX model imports these (and what they import in turn) from the runtime.
-ONNX_MODEL_IMPORTS = ("backend", "batching", "manifest")
+ONNX_MODEL_IMPORTS = ("backends.ort", "core.batching", "manifest")
 OnnxBackend = Literal["onnxruntime", "python"]
 
 
@@ -120,18 +120,19 @@ def ensemble_config(manifest, cfg: TritonConfig) -> str:
 
 
 def runtime_modules(roots: tuple[str, ...] = ONNX_MODEL_IMPORTS) -> list[str]:
-    """`runtime` modules the roots need, following their `runtime.*` imports (read, not imported)."""
+    """`runtime` modules (dotted, below `runtime.`) the roots need, following their `runtime.*` imports
+    (read, not imported)."""
     needed, todo = set(), list(roots)
     while todo:
         name = todo.pop()
         if name in needed:
             continue
         needed.add(name)
-        for node in ast.walk(ast.parse((RUNTIME_DIR / f"{name}.py").read_text())):
+        for node in ast.walk(ast.parse((RUNTIME_DIR / f"{name.replace('.', '/')}.py").read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("runtime."):
-                todo.append(node.module.split(".")[1])
+                todo.append(node.module.removeprefix("runtime."))
             elif isinstance(node, ast.Import):
-                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("runtime.")]
+                todo += [a.name.removeprefix("runtime.") for a in node.names if a.name.startswith("runtime.")]
     return sorted(needed)
 
 
@@ -145,10 +146,14 @@ def write_python_onnx_model(model_dir: Path, version_dir: Path, cfg: TritonConfi
                 "cache": cfg.trt_cache_path if cfg.tensorrt else None}
     (version_dir / "onnx_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     vendored = version_dir / "runtime"
-    vendored.mkdir(exist_ok=True)
-    (vendored / "__init__.py").write_text('"""The runtime modules the Python-backend ONNX model needs."""\n')
     for name in runtime_modules():
-        shutil.copyfile(RUNTIME_DIR / f"{name}.py", vendored / f"{name}.py")
+        target = vendored / f"{name.replace('.', '/')}.py"
+        for package in (vendored, *[p for p in target.parents if vendored in p.parents]):
+            package.mkdir(parents=True, exist_ok=True)  # each package of the copy is a bare one: no lazy names
+            init = package / "__init__.py"
+            if not init.exists():
+                init.write_text('"""The runtime modules the Python-backend ONNX model needs."""\n')
+        shutil.copyfile(RUNTIME_DIR / f"{name.replace('.', '/')}.py", target)
 
 
 def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig = TritonConfig()) -> Path:
@@ -176,7 +181,7 @@ def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig 
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's flags; every default is TritonConfig's own."""
-    p = argparse.ArgumentParser(prog="python -m export.triton", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.triton", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", required=True, type=Path, help="folder written by `python -m export`")
     p.add_argument("--output", required=True, type=Path, help="model repository to write")
     p.add_argument("--name", default=TritonConfig.name, help="ensemble name (models: NAME, NAME_onnx, NAME_tokenizer)")
@@ -213,7 +218,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote Triton model repository {repo} (ensemble {cfg.name!r})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

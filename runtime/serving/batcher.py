@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from runtime.checks import check_positive_int, check_texts, check_threshold, check_top_k
-from runtime.encoder import SpladeEncoder
-from runtime.sparse import SparseVector
-from runtime.tokenize import Tokenized
+from runtime.core.checks import check_positive_int, check_texts, check_threshold, check_top_k
+from runtime.core.encoder import SpladeEncoder
+from runtime.core.sparse import SparseVector
+from runtime.core.tokenize import Tokenized
 
 log = logging.getLogger("runtime")
 

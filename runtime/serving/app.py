@@ -21,12 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.checks import check_texts
-from runtime.dynamic import BatchStats, DynamicBatcher
-from runtime.encoder import SpladeEncoder
+from runtime.core.checks import check_texts
+from runtime.core.encoder import SpladeEncoder
 from runtime.errors import InputTooLongError
-from runtime.guard import Guard, error_response
-from runtime.limits import ServerLimits
+from runtime.serving.batcher import BatchStats, DynamicBatcher
+from runtime.serving.guard import Guard, error_response
+from runtime.serving.limits import ServerLimits
 
 __all__ = ["ServerLimits", "create_app"]
 

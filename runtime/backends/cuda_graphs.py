@@ -3,7 +3,7 @@
 A 10-token BERT-base query is a few microseconds of arithmetic behind a few hundred kernel launches
 and ONNX Runtime's per-node host work. ORT can capture a run as one CUDA graph and replay it, but a
 graph is fixed to its shapes and to the device addresses of its inputs and outputs. So each bucket
-shape (runtime.batching.Buckets) gets its own graph id, device-resident input and output buffers
+shape (runtime.core.batching.Buckets) gets its own graph id, device-resident input and output buffers
 bound once, and every batch that fits the bucket is padded to it, copied into those buffers and
 replayed. Batches that fit no bucket run normally in the same session (graph id -1).
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from runtime.batching import Batch, Buckets, pad_to
+from runtime.core.batching import Batch, Buckets, pad_to
 
 log = logging.getLogger("runtime")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from runtime.batching import lengths_of
-from runtime.checks import (
+from runtime.core.batching import lengths_of
+from runtime.core.checks import (
     CHARS_PER_TOKEN,
     DEFAULT_MAX_WINDOWS,
     check_positive_int,
@@ -18,8 +18,8 @@ from runtime.checks import (
     check_threshold,
     check_top_k,
 )
+from runtime.core.sparse import SparseVector, max_merge
 from runtime.errors import InputTooLongError, ModelFolderError
-from runtime.sparse import SparseVector, max_merge
 
 __all__ = ["TextTokenizer", "Tokenized", "check_texts"]
 

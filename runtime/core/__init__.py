@@ -1,0 +1,1 @@
+"""Core pipeline: texts -> tokens -> batches -> backend -> sparse vectors (no server, no jobs)."""

@@ -1,0 +1,1 @@
+"""Batch jobs: resumable JSONL corpora and Ray Data."""

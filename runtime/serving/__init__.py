@@ -1,0 +1,1 @@
+"""HTTP serving: the dynamic batcher, the ASGI app, its guard, limits and CLI."""
