@@ -10,24 +10,41 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runtime.core.encoder import SpladeEncoder, SpladeEncoderPair
+    from runtime.backends.options import SessionOptions
+    from runtime.core.encoder import SpladeEncoder, SpladeEncoderPair, open_encoder
+    from runtime.core.options import EncodeOptions, EncoderOptions
+    from runtime.core.pipeline import SparseEncoder
     from runtime.core.sparse import SparseVector, score, to_csr
-    from runtime.errors import InputTooLongError, ModelFolderError, ProviderError, SpladeError
+    from runtime.core.static import StaticQueryEncoder
+    from runtime.errors import (
+        InputTooLongError,
+        InvalidInputError,
+        ModelFolderError,
+        OverloadedError,
+        ProviderError,
+        SpladeError,
+    )
     from runtime.manifest import Manifest, load_manifest
     from runtime.serving.batcher import DynamicBatcher
 
 _WHERE = {
-    "DynamicBatcher": "runtime.serving.batcher",
+    "SessionOptions": "runtime.backends.options",
     "SpladeEncoder": "runtime.core.encoder", "SpladeEncoderPair": "runtime.core.encoder",
-    "InputTooLongError": "runtime.errors", "ModelFolderError": "runtime.errors",
-    "ProviderError": "runtime.errors", "SpladeError": "runtime.errors",
-    "Manifest": "runtime.manifest", "load_manifest": "runtime.manifest",
+    "open_encoder": "runtime.core.encoder",
+    "EncodeOptions": "runtime.core.options", "EncoderOptions": "runtime.core.options",
+    "SparseEncoder": "runtime.core.pipeline", "StaticQueryEncoder": "runtime.core.static",
     "SparseVector": "runtime.core.sparse", "score": "runtime.core.sparse", "to_csr": "runtime.core.sparse",
+    **{name: "runtime.errors" for name in ("InputTooLongError", "InvalidInputError", "ModelFolderError",
+                                           "OverloadedError", "ProviderError", "SpladeError")},
+    "Manifest": "runtime.manifest", "load_manifest": "runtime.manifest",
+    "DynamicBatcher": "runtime.serving.batcher",
 }
 
 __all__ = [
-    "DynamicBatcher", "InputTooLongError", "Manifest", "ModelFolderError", "ProviderError", "SparseVector",
-    "SpladeEncoder", "SpladeEncoderPair", "SpladeError", "load_manifest", "score", "to_csr",
+    "DynamicBatcher", "EncodeOptions", "EncoderOptions", "InputTooLongError", "InvalidInputError",
+    "Manifest", "ModelFolderError", "OverloadedError", "ProviderError", "SessionOptions", "SparseEncoder",
+    "SparseVector", "SpladeEncoder", "SpladeEncoderPair", "SpladeError", "StaticQueryEncoder",
+    "load_manifest", "open_encoder", "score", "to_csr",
 ]
 
 

@@ -8,18 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from runtime.core.options import EncodeOptions
 from runtime.errors import SpladeError
+from runtime.flags import add_model_flags, encoder_options
 
-
-def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help="folder written by `python -m export`")
-    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu", "openvino"],
-                   help="execution provider; auto tries TensorRT, CUDA, then CPU (openvino only when named: "
-                   "bf16 where the CPU has it). Default: %(default)s")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log which provider runs and why others did not")
-    p.add_argument("--allow-failed-validation", action="store_true",
-                   help="load a folder whose export failed validation against PyTorch (refused by default)")
+_E = EncodeOptions()  # encode flag defaults are the options' own
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,14 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     enc = sub.add_parser("encode", help="encode texts given as arguments, or a JSONL corpus")
-    _add_model(enc)
+    add_model_flags(enc)
     enc.add_argument("texts", nargs="*", metavar="TEXT", help="texts to encode (prints their top terms)")
-    enc.add_argument("--top-k", type=int, default=None, help="keep at most K terms per text")
-    enc.add_argument("--threshold", type=float, default=0.0, help="drop weights <= this. Default: %(default)s")
+    enc.add_argument("--top-k", type=int, default=_E.top_k, help="keep at most K terms per text")
+    enc.add_argument("--threshold", type=float, default=_E.threshold, help="drop weights <= this. Default: %(default)s")
     enc.add_argument("--json", action="store_true", help="print JSON ({token: weight} per text)")
     enc.add_argument("--no-truncate", action="store_true",
                      help="encode over-long texts as overlapping windows, max-merged (default: cut at max length)")
-    enc.add_argument("--batch-size", type=int, default=32, help="texts per batch. Default: %(default)s")
+    enc.add_argument("--batch-size", type=int, default=_E.batch_size, help="texts per batch. Default: %(default)s")
     enc.add_argument("--input", type=Path, help='JSONL corpus, one {"id": ..., "text": ...} per line')
     enc.add_argument("--output", type=Path, help="JSONL to append to; ids already there are skipped (resume)")
     enc.add_argument("--format", choices=["tokens", "indices"], default=None,
@@ -48,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--num-gpus-per-actor", type=float, default=0, help="Default: %(default)s")
 
     info = sub.add_parser("info", help="show the manifest, the providers available and the one that would run")
-    _add_model(info)
+    add_model_flags(info)
 
     from runtime.serving.cli import add_serve_parser  # the server's flags live with the server
     add_serve_parser(sub)
@@ -63,6 +56,8 @@ def _encode(args) -> int:
         raise SystemExit("error: --input and --output go together")
     if not args.input and not args.texts:
         raise SystemExit("error: give TEXT arguments or --input/--output")
+    options = EncodeOptions(top_k=args.top_k, threshold=args.threshold, batch_size=args.batch_size,
+                            truncation="windows" if args.no_truncate else "cut")
     if args.ray:
         from runtime.jobs.ray import encode_files
 
@@ -75,21 +70,18 @@ def _encode(args) -> int:
         if args.allow_failed_validation:
             raise SystemExit("error: --allow-failed-validation is not available with --ray; re-export the model "
                              "or encode without --ray")
-        n = encode_files(args.model, args.input, args.output, num_actors=args.num_actors, batch_size=args.batch_size,
-                         num_gpus_per_actor=args.num_gpus_per_actor, provider=args.provider, top_k=args.top_k,
-                         truncate=not args.no_truncate, threshold=args.threshold, threads=args.threads)
+        n = encode_files(args.model, args.input, args.output, options, num_actors=args.num_actors,
+                         batch_size=args.batch_size, num_gpus_per_actor=args.num_gpus_per_actor, provider=args.provider,
+                         threads=args.threads)
         print(f"encoded {n} texts into {args.output}", file=sys.stderr)
         return 0
-    encoder = open_encoder(args.model, args.provider, threads=args.threads,
-                           allow_failed_validation=args.allow_failed_validation)
+    encoder = open_encoder(args.model, args.provider, **encoder_options(args))
     if args.input:
-        n = encode_corpus(encoder, args.input, args.output, fmt=args.format or "tokens", batch_size=args.batch_size,
-                          top_k=args.top_k, threshold=args.threshold, truncate=not args.no_truncate,
+        n = encode_corpus(encoder, args.input, args.output, options, fmt=args.format or "tokens",
                           keep_first_duplicate=args.keep_first_duplicate)
         print(f"encoded {n} new texts into {args.output}", file=sys.stderr)
         return 0
-    vectors = encoder.encode(args.texts, batch_size=args.batch_size, top_k=args.top_k,
-                             threshold=args.threshold, truncate=not args.no_truncate)
+    vectors = encoder.encode(args.texts, options)
     if args.json:
         print(json.dumps([encoder.decode(v) for v in vectors], ensure_ascii=False))
         return 0
@@ -104,14 +96,11 @@ def _info(args) -> int:
 
     from runtime.core.encoder import open_encoder
 
-    encoder = open_encoder(args.model, args.provider, threads=args.threads,
-                           allow_failed_validation=args.allow_failed_validation)
+    encoder = open_encoder(args.model, args.provider, **encoder_options(args))
     print(json.dumps({
         "manifest": json.loads(encoder.manifest.to_json()),
         "providers_available": ort.get_available_providers(),
-        "provider": encoder.provider,
-        "providers_skipped": encoder.backend.skipped if hasattr(encoder, "backend") else {},
-        **({"openvino": encoder.backend.plan.config} if encoder.provider == "openvino" else {}),
+        **encoder.running(),
     }, indent=2))
     return 0
 
@@ -127,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         from runtime.serving.cli import run_server
         return run_server(args)
-    except (SpladeError, ValueError, TypeError, OSError) as exc:
+    except SpladeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

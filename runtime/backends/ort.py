@@ -7,27 +7,25 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from runtime.backends.cuda_graphs import SKIP_GRAPH, CudaGraphs
+from runtime.backends.options import AUTO_ORDER, SessionOptions, check_provider
 from runtime.core.batching import Batch, Buckets
-from runtime.errors import ModelFolderError, ProviderError
+from runtime.errors import ModelFolderError, ProviderError, UnknownProviderError
 from runtime.manifest import Manifest, cache_root
 
 log = logging.getLogger("runtime")
 
-ProviderName = Literal["auto", "tensorrt", "cuda", "cpu", "openvino"]
 ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 # CUDA attention kernels ORT may pick (its `sdpa_kernel` bit mask): flash 1, memory-efficient 2,
 # TRT fused 4, unfused 16, TRT flash/cross/causal 32/64/128 -- every one but cuDNN's (8). On Hopper,
 # ORT prefers cuDNN SDPA for fp16, which builds a graph for every new (batch, length) shape: a
 # 300-text corpus took 1.3 s on first sight instead of 0.3 s on an H100 (benchmarks/results/gpu-checks.json).
 CUDA_SDPA_KERNELS = 1 | 2 | 4 | 16 | 32 | 64 | 128
-ProviderOptions = Mapping[str, Mapping[str, Any]]
 
 
 def default_threads() -> int:
@@ -109,7 +107,8 @@ def plan_provider(name: str, manifest: Manifest, *, max_batch_size: int, device_
         }, io_binding=True)
     if name == "cpu":
         return ProviderPlan("cpu")
-    raise ValueError(f"provider must be one of auto, tensorrt, cuda, cpu; got {name!r}")
+    check_provider(name)
+    raise UnknownProviderError(f"{name!r} is not one of ONNX Runtime's providers ({', '.join(AUTO_ORDER)})")
 
 
 def session_options(threads: int | None, allow_spinning: bool = True) -> ort.SessionOptions:
@@ -129,23 +128,19 @@ def session_options(threads: int | None, allow_spinning: bool = True) -> ort.Ses
 class Backend:
     """An InferenceSession on the first provider that really runs; `run(Batch)` -> output arrays."""
 
-    def __init__(self, model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto",
-                 threads: int | None = None, max_batch_size: int = 32, cache: Path | None = None,
-                 provider_options: ProviderOptions | None = None, graph_buckets: Buckets | None = None,
-                 allow_spinning: bool = True):
+    def __init__(self, model_path: Path, manifest: Manifest, options: SessionOptions | None = None):
         self.manifest = manifest
-        check_option_keys(provider_options)
+        options = options or SessionOptions()
+        provider, threads, allow_spinning = options.provider, options.threads, options.allow_spinning
         available = ort.get_available_providers()
         wanted = AUTO_ORDER if provider == "auto" else (provider,)
         if "CUDAExecutionProvider" in available and any(n != "cpu" for n in wanted):
             _preload_cuda_libraries()
-        if provider != "auto" and provider not in ORT_NAMES:
-            raise ProviderError(f"provider must be one of auto, tensorrt, cuda, cpu, openvino; got {provider!r}")
         reasons: dict[str, str] = {}
         self.graphs_skipped: str | None = None  # why CUDA graphs are off although the plan asked for them
         for name in wanted:
-            plan = plan_provider(name, manifest, max_batch_size=max_batch_size, cache=cache)
-            plan = plan.with_options((provider_options or {}).get(name))
+            plan = plan_provider(name, manifest, max_batch_size=options.max_batch_size, cache=options.cache_dir)
+            plan = plan.with_options((options.provider_options or {}).get(name))
             if plan.ort_name not in available:
                 reasons[name] = f"{plan.ort_name} is not in this onnxruntime build ({ort.__version__}: {', '.join(available)})"
                 continue
@@ -185,7 +180,7 @@ class Backend:
         if graph_inputs != set(manifest.inputs) or tuple(self.output_names) != manifest.outputs:
             raise ProviderError(f"{model_path}: graph inputs/outputs do not match the manifest")
         self.graphs: CudaGraphs | None = None
-        buckets = (graph_buckets or Buckets()).within(manifest.max_length)  # never pad past the position table
+        buckets = (options.graph_buckets or Buckets()).within(manifest.max_length)  # never pad past the position table
         if self.plan.cuda_graphs and buckets is not None:
             widths = {"weights": manifest.vocab_size, "values": manifest.top_k, "indices": manifest.top_k}
             self.graphs = CudaGraphs(self.session, buckets=buckets,
@@ -234,26 +229,3 @@ def _session(model_path: Path, plan: ProviderPlan, threads: int | None, allow_sp
         str(model_path), sess_options=session_options(threads, allow_spinning),
         providers=[plan.entry()] + ([] if plan.name == "cpu" else [("CPUExecutionProvider", {})]),
     )
-
-
-def check_option_keys(provider_options: ProviderOptions | None) -> None:
-    """provider_options are keyed by our provider names (ONNX Runtime's and "openvino")."""
-    unknown = set(provider_options or {}) - set(ORT_NAMES) - {"openvino"}
-    if unknown:
-        raise ProviderError(f"provider_options keys must be among {', '.join(ORT_NAMES)}, openvino; "
-                            f"got {', '.join(sorted(unknown))}")
-
-
-def create_backend(model_path: Path, manifest: Manifest, *, provider: ProviderName = "auto", threads: int | None = None,
-                   max_batch_size: int = 32, cache: Path | None = None, provider_options: ProviderOptions | None = None,
-                   allow_spinning: bool = True, graph_buckets: Buckets | None = None):
-    """Backend for ONNX Runtime's providers; OpenVINO's own runtime only when asked by name ("auto" never picks it)."""
-    if provider == "openvino":
-        from runtime.backends.openvino import OpenVINOBackend
-
-        check_option_keys(provider_options)
-        return OpenVINOBackend(model_path, manifest, threads=threads or default_threads(),
-                               options=(provider_options or {}).get("openvino"))
-    return Backend(model_path, manifest, provider=provider, threads=threads, max_batch_size=max_batch_size,
-                   cache=cache, provider_options=provider_options, allow_spinning=allow_spinning,
-                   graph_buckets=graph_buckets)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 from runtime.core.checks import check_texts
-from runtime.core.encoder import SpladeEncoder
+from runtime.core.options import EncodeOptions
+from runtime.core.pipeline import SparseEncoder
 from runtime.core.sparse import SparseVector
-from runtime.errors import InputTooLongError
+from runtime.errors import CorpusError, InputTooLongError, InvalidInputError
 
 Format = Literal["tokens", "indices"]
 DocId = str | int | float | bool
@@ -50,22 +51,22 @@ def read_corpus(path: Path, *, keep_first_duplicate: bool = False) -> Iterator[t
                 row = json.loads(line)
                 doc_id, text = row["id"], row["text"]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: expected a JSON object with 'id' and 'text' ({exc})") from None
+                raise CorpusError(f"{path}:{number}: expected a JSON object with 'id' and 'text' ({exc})") from None
             if not isinstance(text, str):
-                raise ValueError(f"{path}:{number}: 'text' must be a string")
+                raise CorpusError(f"{path}:{number}: 'text' must be a string")
             problem = _check_id(doc_id)
             if problem:
-                raise ValueError(f"{path}:{number}: {problem}")
+                raise CorpusError(f"{path}:{number}: {problem}")
             try:
                 check_texts([text], "text")
-            except ValueError as exc:
+            except InvalidInputError as exc:
                 message = str(exc).replace("text[0]", "'text'")
-                raise ValueError(f"{path}:{number}: {message}") from None
+                raise CorpusError(f"{path}:{number}: {message}") from None
             key = id_key(doc_id)
             if key in first_seen:
                 if keep_first_duplicate:
                     continue
-                raise ValueError(f"{path}:{number}: id {key} repeats line {first_seen[key]}; ids must be unique "
+                raise CorpusError(f"{path}:{number}: id {key} repeats line {first_seen[key]}; ids must be unique "
                                  f"(--keep-first-duplicate keeps the first and skips the rest)")
             first_seen[key] = number
             yield doc_id, text
@@ -74,7 +75,7 @@ def read_corpus(path: Path, *, keep_first_duplicate: bool = False) -> Iterator[t
 def check_paths(src: Path, dst: Path) -> None:
     """--output must not be --input (appending to the corpus being read would corrupt it)."""
     if src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
-        raise ValueError(f"{dst}: --output is the same file as --input; choose another output")
+        raise CorpusError(f"{dst}: --output is the same file as --input; choose another output")
 
 
 def _row_format(row: object) -> Format | None:
@@ -97,7 +98,7 @@ def done_ids(path: Path, fmt: Format | None = None) -> set[str]:
     if not path.exists():
         return set()
     if not path.is_file():
-        raise ValueError(f"{path}: --output exists and is not a file")
+        raise CorpusError(f"{path}: --output exists and is not a file")
     ids: set[str] = set()
     good = 0
     with open(path, "rb") as fh:
@@ -110,10 +111,10 @@ def done_ids(path: Path, fmt: Format | None = None) -> set[str]:
                 row = None
             found = _row_format(row)
             if found is None or not raw.endswith(b"\n"):
-                raise ValueError(f"{path}:{number}: not a line this tool writes; refusing to append to or cut "
+                raise CorpusError(f"{path}:{number}: not a line this tool writes; refusing to append to or cut "
                                  f"{path} (choose another --output)")
             if fmt is not None and found != fmt:
-                raise ValueError(f"{path}:{number}: holds --format {found} rows, not {fmt}; choose another --output "
+                raise CorpusError(f"{path}:{number}: holds --format {found} rows, not {fmt}; choose another --output "
                                  f"or the same --format")
             ids.add(id_key(row["id"]))
             good += len(raw)
@@ -123,20 +124,31 @@ def done_ids(path: Path, fmt: Format | None = None) -> set[str]:
     return ids
 
 
-def record(encoder: SpladeEncoder, doc_id: DocId, vec: SparseVector, fmt: Format) -> dict:
+def record(encoder: SparseEncoder, doc_id: DocId, vec: SparseVector, fmt: Format) -> dict:
     if fmt == "tokens":
         return {"id": doc_id, "vector": encoder.decode(vec)}
     return {"id": doc_id, **vec.to_qdrant()}
 
 
-def encode_corpus(encoder: SpladeEncoder, src: Path, dst: Path, *, fmt: Format = "tokens", chunk: int = 256,
-                  batch_size: int = 32, top_k: int | None = None, threshold: float = 0.0,
-                  truncate: bool = True, progress: bool = True, keep_first_duplicate: bool = False) -> int:
+def encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeOptions | None = None, *,
+                  fmt: Format = "tokens", chunk: int = 256, progress: bool = True,
+                  keep_first_duplicate: bool = False, **overrides) -> int:
     """Encode `src` into `dst` (appending); returns how many texts were encoded in this run.
 
-    The whole input is checked first (bad lines, ids, repeated ids, lone surrogates: ValueError
-    naming `file:line`), then the output (see `done_ids`); nothing is written before both pass.
+    Options are an `EncodeOptions` and/or its fields as keywords, as in `encode`. The whole input is
+    checked first (bad lines, ids, repeated ids, lone surrogates: CorpusError naming `file:line`), then
+    the output (see `done_ids`); nothing is written before both pass.
     """
+    options = EncodeOptions.of(options, **overrides)
+    try:
+        return _encode_corpus(encoder, src, dst, options, fmt=fmt, chunk=chunk, progress=progress,
+                              keep_first_duplicate=keep_first_duplicate)
+    except OSError as exc:  # unreadable input, unwritable output, a full disk: named, as every other refusal
+        raise CorpusError(f"{exc.filename or dst}: {exc.strerror or exc}") from exc
+
+
+def _encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeOptions, *, fmt: Format,
+                   chunk: int, progress: bool, keep_first_duplicate: bool) -> int:
     check_paths(src, dst)
     total = sum(1 for _ in read_corpus(src, keep_first_duplicate=keep_first_duplicate))
     skip = done_ids(dst, fmt)
@@ -145,8 +157,7 @@ def encode_corpus(encoder: SpladeEncoder, src: Path, dst: Path, *, fmt: Format =
 
     def flush(rows: list[tuple[DocId, str]], out) -> None:
         try:
-            vectors = encoder.encode([t for _, t in rows], batch_size=batch_size, top_k=top_k,
-                                     threshold=threshold, truncate=truncate)
+            vectors = encoder.encode([t for _, t in rows], options)
         except InputTooLongError as exc:  # name the text by its id, not its place in this chunk
             found = re.search(r"texts\[(\d+)\]", str(exc))
             doc = id_key(rows[int(found.group(1))][0]) if found else "?"

@@ -4,36 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from runtime.backends.ort import ProviderName
+from runtime.core.options import EncodeOptions
+from runtime.errors import CorpusError, InvalidInputError
 
 
 class _EncodeBatch:
     """Ray actor body: loads the model once, then encodes every batch it is handed."""
 
-    def __init__(self, model_dir: str, text_column: str, provider: ProviderName, top_k: int | None, truncate: bool,
-                 threshold: float = 0.0, threads: int | None = None):
+    def __init__(self, model_dir: str, text_column: str, provider: str, options: EncodeOptions,
+                 threads: int | None = None):
         from runtime.core.encoder import SpladeEncoder
 
-        self.encoder = SpladeEncoder(model_dir, provider=provider, threads=threads)
-        self.text_column, self.top_k, self.truncate, self.threshold = text_column, top_k, truncate, threshold
+        self.encoder = SpladeEncoder(model_dir, provider, threads=threads)
+        self.text_column, self.options = text_column, options
 
     def __call__(self, batch):
         import pyarrow as pa
 
         texts = batch.column(self.text_column).to_pylist()
-        vectors = self.encoder.encode(texts, top_k=self.top_k, threshold=self.threshold, truncate=self.truncate)
+        vectors = self.encoder.encode(texts, self.options)
         indices = pa.array([v.indices for v in vectors], type=pa.list_(pa.int32()))
         values = pa.array([v.values for v in vectors], type=pa.list_(pa.float32()))
         return batch.append_column("indices", indices).append_column("values", values)
 
 
-def encode_dataset(ds, model_dir: str | Path, *, text_column: str = "text", batch_size: int = 64,
-                   num_actors: int = 1, num_gpus_per_actor: float = 0, provider: str = "auto",
-                   top_k: int | None = None, truncate: bool = True, threshold: float = 0.0,
-                   threads: int | None = None, num_cpus_per_actor: float | None = None):
+def encode_dataset(ds, model_dir: str | Path, options: EncodeOptions | None = None, *, text_column: str = "text",
+                   batch_size: int = 64, num_actors: int = 1, num_gpus_per_actor: float = 0, provider: str = "auto",
+                   threads: int | None = None, num_cpus_per_actor: float | None = None, **overrides):
     """Add `indices` (int32 lists) and `values` (float32 lists) columns to a Ray Dataset.
 
     Example:
@@ -42,21 +41,22 @@ def encode_dataset(ds, model_dir: str | Path, *, text_column: str = "text", batc
 
     Args:
         ds: a `ray.data.Dataset` with a string column `text_column`.
+        options: an `EncodeOptions` and/or its fields as keywords (top_k, threshold, truncate, ...), as in `encode`.
         model_dir: folder written by `python -m export`, readable from every worker.
         num_actors: actors in the pool, each holding one model (`map_batches` with `concurrency`).
         num_gpus_per_actor: GPUs each actor reserves (0 for CPU; with provider "auto" a GPU is used
             when onnxruntime-gpu is installed on the workers).
         threads, num_cpus_per_actor: ORT threads and Ray CPUs per actor (default: `actor_resources`).
     """
+    options = EncodeOptions.of(options, **overrides)
     if text_column not in ds.schema().names:
-        raise ValueError(f"dataset has no column {text_column!r} (columns: {ds.schema().names})")
+        raise InvalidInputError(f"dataset has no column {text_column!r} (columns: {ds.schema().names})")
     import ray
 
     planned_cpus, planned_threads = actor_resources(ray.cluster_resources().get("CPU", 1.0), num_actors)
     return ds.map_batches(
         _EncodeBatch,
-        fn_constructor_args=(str(model_dir), text_column, provider, top_k, truncate, threshold,
-                             threads or planned_threads),
+        fn_constructor_args=(str(model_dir), text_column, provider, options, threads or planned_threads),
         num_cpus=planned_cpus if num_cpus_per_actor is None else num_cpus_per_actor,
         batch_size=batch_size,
         batch_format="pyarrow",
@@ -72,9 +72,9 @@ def actor_resources(cluster_cpus: float, num_actors: int) -> tuple[float, int]:
     started); more actors than CPUs are refused.
     """
     if num_actors < 1:
-        raise ValueError(f"--num-actors must be >= 1, got {num_actors}")
+        raise InvalidInputError(f"--num-actors must be >= 1, got {num_actors}")
     if num_actors > cluster_cpus:
-        raise ValueError(f"--num-actors {num_actors} is more than the {cluster_cpus:g} CPUs of this Ray cluster; "
+        raise InvalidInputError(f"--num-actors {num_actors} is more than the {cluster_cpus:g} CPUs of this Ray cluster; "
                          f"at most {int(cluster_cpus)} actors fit")
     cpus = min(1.0, max(0.0, cluster_cpus - 1) / num_actors)
     return cpus, max(1, int(cluster_cpus // num_actors))
@@ -86,7 +86,7 @@ def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
 
     check_paths(src, dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        raise ValueError(f"{dst}: --output exists and is not an empty folder; Ray writes new shards and would mix "
+        raise CorpusError(f"{dst}: --output exists and is not an empty folder; Ray writes new shards and would mix "
                          f"them with what is there: choose a new --output")
     files = sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
     first_seen: dict[str, str] = {}
@@ -101,20 +101,20 @@ def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
             where = "row"
             for number, doc_id in rows:
                 if _check_id(doc_id):
-                    raise ValueError(f"{path}: row {number}: {_check_id(doc_id)}")
+                    raise CorpusError(f"{path}: row {number}: {_check_id(doc_id)}")
         else:
             rows = enumerate((doc_id for doc_id, _ in read_corpus(path)), 1)  # streamed: ids only
             where = "line"
         for number, doc_id in rows:
             key = id_key(doc_id)
             if key in first_seen:
-                raise ValueError(f"{path}:{number}: id {key} repeats {first_seen[key]}; ids must be unique")
+                raise CorpusError(f"{path}:{number}: id {key} repeats {first_seen[key]}; ids must be unique")
             first_seen[key] = f"{path.name} {where} {number}"
 
 
-def encode_files(model_dir: Path, src: Path, dst: Path, *, num_actors: int = 1, batch_size: int = 64,
-                 num_gpus_per_actor: float = 0, provider: str = "auto", top_k: int | None = None,
-                 truncate: bool = True, threshold: float = 0.0, threads: int | None = None) -> int:
+def encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions | None = None, *, num_actors: int = 1,
+                 batch_size: int = 64, num_gpus_per_actor: float = 0, provider: str = "auto",
+                 threads: int | None = None, **overrides) -> int:
     """Read Parquet or JSONL shards (a file or folder), encode, write shards of the same format to `dst`.
 
     Checked before Ray starts any work: `dst` is new (or an empty folder) and not `src`; ids are
@@ -122,17 +122,14 @@ def encode_files(model_dir: Path, src: Path, dst: Path, *, num_actors: int = 1, 
     """
     import ray
 
-    from runtime.core.checks import check_threshold, check_top_k
-
-    check_top_k(top_k), check_threshold(threshold)
+    options = EncodeOptions.of(options, **overrides)
     parquet = src.suffix == ".parquet" or (src.is_dir() and any(src.glob("*.parquet")))
     check_inputs(src, dst, parquet=parquet)
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     actor_resources(ray.cluster_resources().get("CPU", 1.0), num_actors)  # refuse before reading
     ds = ray.data.read_parquet(str(src)) if parquet else ray.data.read_json(str(src), lines=True)
-    out = encode_dataset(ds, model_dir, batch_size=batch_size, num_actors=num_actors,
-                         num_gpus_per_actor=num_gpus_per_actor, provider=provider, top_k=top_k, truncate=truncate,
-                         threshold=threshold, threads=threads)
+    out = encode_dataset(ds, model_dir, options, batch_size=batch_size, num_actors=num_actors,
+                         num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads)
     out = out.materialize()
     (out.write_parquet if parquet else out.write_json)(str(dst))
     return out.count()

@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.core.checks import check_texts
-from runtime.core.encoder import SpladeEncoder
-from runtime.errors import InputTooLongError
+from runtime.core.options import EncodeOptions, Truncation
+from runtime.core.pipeline import SparseEncoder
+from runtime.errors import InputTooLongError, InvalidInputError, OverloadedError
 from runtime.serving.batcher import BatchStats, DynamicBatcher
 from runtime.serving.guard import Guard, error_response
 from runtime.serving.limits import ServerLimits
@@ -117,7 +117,7 @@ class Metrics:
         self.inference.observe(stats.infer_seconds)
 
 
-def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limits: ServerLimits | None = None) -> FastAPI:
+def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limits: ServerLimits | None = None) -> FastAPI:
     """The ASGI app. Batchers start (and a warm-up batch runs) in the lifespan; shutdown drains them."""
     limits = limits or ServerLimits()
     metrics = Metrics()
@@ -153,6 +153,10 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
         more = f"; and {len(errors) - MAX_PROBLEMS} more" if len(errors) > MAX_PROBLEMS else ""
         return _error(422, f"invalid request: {'; '.join(shown)}{more}", "validation")
 
+    @app.exception_handler(OverloadedError)
+    async def overloaded(request: Request, exc: OverloadedError):
+        return _error(429, str(exc), "overloaded", headers={"Retry-After": "1"})
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = "validation" if 400 <= exc.status_code < 500 else "server"
@@ -162,29 +166,26 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
     app.add_middleware(Guard, limit=limits.payload_limit, paths=paths,
                        count=lambda route, status: metrics.requests.labels(route, status).inc())
 
-    async def run(texts: list[str], kind: str, *, truncate: bool, windows: bool, top_k=None, threshold=0.0):
-        """Admission (413/429) then the batcher; returns vectors or an error response."""
+    async def run(texts: list[str], kind: str, truncation: Truncation, top_k=None, threshold=0.0):
+        """Admission (413/429), then options and texts checked once (by the batcher's submit), then the batch."""
         if len(texts) > limits.max_client_batch_size:
             return _error(413, f"batch size {len(texts)} > maximum allowed batch size {limits.max_client_batch_size}",
                           "validation")
         if state["in_flight"] >= limits.max_concurrent_requests:
-            return _error(429, f"model is overloaded: {limits.max_concurrent_requests} requests in flight",
-                          "overloaded", headers={"Retry-After": "1"})
+            raise OverloadedError(f"model is overloaded: {limits.max_concurrent_requests} requests in flight")
         state["in_flight"] += 1
         try:
-            # One tokenization: truncate=false without windows is a cap of one window per text.
-            cap = limits.max_windows if windows else 1
-            submit = functools.partial(batchers[kind].submit, texts, top_k=top_k, threshold=threshold,
-                                       truncate=truncate and not windows, max_windows=cap, name="inputs")
-            # Short texts are tokenized right here (microseconds); a hop to a worker thread and back
-            # would cost more than that. Long ones go to a thread so the event loop keeps serving.
             try:
-                check_texts(texts, "inputs")
+                options = EncodeOptions(top_k=top_k, threshold=threshold, truncation=truncation,
+                                        max_windows=limits.max_windows)
+                submit = functools.partial(batchers[kind].submit, texts, options, name="inputs")
+                # Short texts are tokenized right here (microseconds); a hop to a worker thread and back
+                # would cost more than that. Long ones go to a thread so the event loop keeps serving.
                 inline = sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS
                 future = submit() if inline else await asyncio.to_thread(submit)
             except InputTooLongError as exc:
                 return _error(413, str(exc), "validation")
-            except ValueError as exc:  # the caller's own input, e.g. a lone surrogate named by its index
+            except (InvalidInputError, TypeError) as exc:  # the caller's own input, e.g. a lone surrogate named by its index
                 return _error(422, str(exc), "validation")
             # a failure inside the shared batch is the server's, not the caller's: it reaches the 500 handler
             return await asyncio.wrap_future(future)
@@ -196,7 +197,7 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
 
     @app.post("/embed_sparse", response_model=list[list[SparseValue]], summary="TEI-compatible sparse embeddings")
     async def embed_sparse(body: EmbedSparseRequest):
-        out = await run(as_list(body.inputs), "document", truncate=body.truncate, windows=False)
+        out = await run(as_list(body.inputs), "document", "cut" if body.truncate else "refuse")
         if isinstance(out, JSONResponse):
             return out
         return VectorsResponse([v.to_tei() for v in out])
@@ -204,8 +205,8 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
     @app.post("/encode", response_model=EncodeResponse, summary="Sparse vectors with pruning and token strings")
     async def encode(body: EncodeRequest):
         texts = as_list(body.inputs)
-        out = await run(texts, body.kind, truncate=body.truncate, windows=body.windows,
-                        top_k=body.top_k, threshold=float(body.threshold))
+        truncation: Truncation = "windows" if body.windows else "cut" if body.truncate else "refuse"
+        out = await run(texts, body.kind, truncation, top_k=body.top_k, threshold=float(body.threshold))
         if isinstance(out, JSONResponse):
             return out
         enc = encoders[body.kind]
@@ -221,7 +222,7 @@ def create_app(document: SpladeEncoder, query: SpladeEncoder | None = None, limi
 
     @app.get("/info")
     async def info():
-        def describe(enc: SpladeEncoder) -> dict:
+        def describe(enc: SparseEncoder) -> dict:
             m = enc.manifest
             return {"model": m.source_model, "revision": m.source_revision, "precision": m.precision,
                     "pooling": m.pooling, "top_k": m.top_k, "max_input_length": m.max_length,

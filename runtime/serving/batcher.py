@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from runtime.core.checks import check_positive_int, check_texts, check_threshold, check_top_k
-from runtime.core.encoder import SpladeEncoder
+from runtime.core.checks import check_positive_int, check_texts
+from runtime.core.options import DEFAULT_BATCH_SIZE, EncodeOptions, Truncation
+from runtime.core.pipeline import SparseEncoder
 from runtime.core.sparse import SparseVector
 from runtime.core.tokenize import Tokenized
+from runtime.errors import InvalidInputError, OverloadedError
 
 log = logging.getLogger("runtime")
 
@@ -23,8 +25,7 @@ log = logging.getLogger("runtime")
 class _Request:
     tokenized: Tokenized
     n_texts: int
-    top_k: int | None
-    threshold: float
+    options: EncodeOptions
     future: cf.Future = field(default_factory=cf.Future)
     enqueued: float = field(default_factory=time.monotonic)
     done: int = 0  # sequences already run; a long request is run a batch at a time
@@ -103,15 +104,21 @@ class DynamicBatcher:
     a failing batch fails only its own requests, and the worker keeps going.
 
     Example:
-        >>> with DynamicBatcher(SpladeEncoder("models/splade-tiny-fp32"), max_wait_ms=2) as b:
+        >>> with DynamicBatcher(SpladeEncoder("models/splade-tiny-fp32"), max_wait_ms=2) as b:  # or any SparseEncoder
         ...     vecs = b.encode(["a query"])          # from threads
         ...     vecs = await b.aencode(["a query"])   # from asyncio
     """
 
-    def __init__(self, encoder: SpladeEncoder, *, max_batch_size: int = 32, max_batch_tokens: int = 16384,
-                 max_wait_ms: float = 5.0, on_batch: Callable[[BatchStats], None] | None = None):
-        if max_batch_size < 1 or max_batch_tokens < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch_size and max_batch_tokens must be >= 1, max_wait_ms >= 0")
+    def __init__(self, encoder: SparseEncoder, *, max_batch_size: int = DEFAULT_BATCH_SIZE,
+                 max_batch_tokens: int | None = None, max_wait_ms: float = 5.0,
+                 on_batch: Callable[[BatchStats], None] | None = None):
+        """`max_batch_tokens` defaults to the encoder's own (`EncoderOptions.max_batch_tokens`)."""
+        if max_batch_tokens is None:
+            max_batch_tokens = encoder.options.max_batch_tokens
+        check_positive_int(max_batch_size, "max_batch_size")
+        check_positive_int(max_batch_tokens, "max_batch_tokens")
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int | float) or not max_wait_ms >= 0:
+            raise InvalidInputError(f"max_wait_ms must be a number >= 0, got {max_wait_ms!r}")
         self.encoder = encoder
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -123,32 +130,29 @@ class DynamicBatcher:
         self._worker = threading.Thread(target=self._loop, name="splade-batcher", daemon=True)
         self._worker.start()
 
-    def submit(self, texts: str | Sequence[str], *, top_k: int | None = None, threshold: float = 0.0,
-               truncate: bool = True, max_windows: int | None = None, name: str = "texts") -> cf.Future:
+    def submit(self, texts: str | Sequence[str], options: EncodeOptions | None = None, *, name: str = "texts",
+               truncate: bool | Truncation | None = None, **overrides) -> cf.Future:
         """Queue texts; the future yields list[SparseVector].
 
-        Every argument is checked and the texts tokenized here, in the caller's thread, so a bad
-        argument or an over-long text raises to its own caller and never reaches a shared batch.
-        `name` is how error messages call the texts (the server says "inputs").
+        Texts and options are checked (once) and the texts tokenized here, in the caller's thread, so
+        a bad argument or an over-long text raises to its own caller and never reaches a shared
+        batch. Options are an `EncodeOptions` and/or its fields as keywords, as in `encode`;
+        `batch_size` and `sort_by_length` are the batcher's to decide. `name` is how error messages
+        call the texts (the server says "inputs").
 
         Raises:
-            TypeError, ValueError: bad texts or arguments (InputTooLongError beyond `max_windows`).
-            RuntimeError: the batcher is closed.
+            InputTypeError, InvalidInputError: bad texts or options (InputTooLongError past the truncation mode).
+            OverloadedError: the batcher is closed.
         """
         texts = check_texts(texts, name)
-        top_k, threshold = check_top_k(top_k), check_threshold(threshold)
-        if not isinstance(truncate, bool):
-            raise ValueError(f"truncate must be a bool, got {truncate!r}")
-        if max_windows is not None:
-            check_positive_int(max_windows, "max_windows")
-        req = _Request(self.encoder.tokenizer.encode(texts, truncate=truncate, max_windows=max_windows, name=name),
-                       len(texts), top_k, threshold)
+        options = EncodeOptions.of(options, truncate=truncate, **overrides)
+        req = _Request(self.encoder.tokenize(texts, options, name=name), len(texts), options)
         if not texts:
             req.future.set_result([])
             return req.future
         with self._lock:
             if self._closed or not self._worker.is_alive():
-                raise RuntimeError("DynamicBatcher is closed")
+                raise OverloadedError("DynamicBatcher is closed")
             self._pending.put(req)
         return req.future
 
@@ -250,8 +254,7 @@ class DynamicBatcher:
             self._pending.put(req)  # behind whatever arrived meanwhile
             return
         try:  # one request's failure stays its own
-            result = SpladeEncoder.collect(req.tokenized, req.rows, n_texts=req.n_texts,
-                                           top_k=req.top_k, threshold=req.threshold)
+            result = self.encoder.collect(req.tokenized, req.rows, req.n_texts, req.options)
         except Exception as exc:
             _answer(req.future, error=exc)
             return

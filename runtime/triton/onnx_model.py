@@ -19,8 +19,10 @@ import triton_python_backend_utils as pb_utils
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the vendored runtime wins over any installed one
 
+from runtime.backends.options import SessionOptions  # noqa: E402
 from runtime.backends.ort import Backend  # noqa: E402
 from runtime.core.batching import Batch  # noqa: E402
+from runtime.errors import InvalidInputError, ModelFolderError  # noqa: E402
 from runtime.manifest import Manifest, sha256_of  # noqa: E402
 
 
@@ -29,13 +31,14 @@ class TritonPythonModel:
         settings = json.loads((HERE / "onnx_settings.json").read_text())
         self.manifest = Manifest.from_dict(json.loads((HERE / "splade.json").read_text()))
         if sha256_of(HERE / self.manifest.model_file) != self.manifest.sha256:
-            raise ValueError(f"{HERE / self.manifest.model_file}: sha256 does not match splade.json; rewrite the repository")
+            raise ModelFolderError(f"{HERE / self.manifest.model_file}: sha256 does not match splade.json; rewrite the repository")
         options = None
         if settings["provider"] != "cpu":  # KIND_GPU instances: the device Triton gave this instance
             options = {settings["provider"]: {"device_id": int(args.get("model_instance_device_id") or 0)}}
-        self.backend = Backend(HERE / self.manifest.model_file, self.manifest, provider=settings["provider"],
-                               threads=settings.get("threads"), max_batch_size=int(settings["max_batch_size"]),
-                               provider_options=options, cache=Path(settings["cache"]) if settings.get("cache") else None)
+        session = SessionOptions(provider=settings["provider"], threads=settings.get("threads"),
+                                 max_batch_size=int(settings["max_batch_size"]), provider_options=options,
+                                 cache_dir=Path(settings["cache"]) if settings.get("cache") else None)
+        self.backend = Backend(HERE / self.manifest.model_file, self.manifest, session)
         self.names = list(self.manifest.inputs)
 
     def read(self, request) -> tuple[np.ndarray, np.ndarray]:
@@ -44,13 +47,13 @@ class TritonPythonModel:
         for name in self.names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
-                raise ValueError(f"missing input {name!r}")
+                raise InvalidInputError(f"missing input {name!r}")
             arrays.append(tensor.as_numpy())
         ids, mask = arrays
         if ids.ndim != 2 or ids.shape != mask.shape:
-            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be one [batch, width] shape")
+            raise InvalidInputError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be one [batch, width] shape")
         if ids.shape[1] > self.manifest.max_length:
-            raise ValueError(f"width {ids.shape[1]} exceeds the model's max length {self.manifest.max_length}")
+            raise InvalidInputError(f"width {ids.shape[1]} exceeds the model's max length {self.manifest.max_length}")
         return ids.astype(np.int64, copy=False), mask.astype(np.int64, copy=False)
 
     def execute(self, requests: list) -> list:

@@ -29,12 +29,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.errors import SpladeError
 
-class TritonUnavailable(RuntimeError):
+
+class TritonServerError(SpladeError, RuntimeError):
+    """tritonserver did not start, or stopped before it was ready."""
+
+
+class TritonUnavailable(TritonServerError):
     """The `nvidia-pytriton` wheel (and so `tritonserver`) cannot run here; the message says why."""
 
 
-PROJECT_ENV = Path(__file__).resolve().parents[1] / ".venv-triton"
+PROJECT_ENV = Path(__file__).resolve().parents[2] / ".venv-triton"
 _QUERY = """import json, sys, sysconfig
 from importlib.metadata import version
 print(json.dumps({"python": "%d.%d" % sys.version_info[:2], "purelib": sysconfig.get_paths()["purelib"],
@@ -178,7 +184,7 @@ class TritonServer:
         assert proc is not None, "start() the server first"
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {proc.returncode} before it was ready:\n{self.output()}")
+                raise TritonServerError(f"tritonserver exited with {proc.returncode} before it was ready:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
                     if r.status == 200:
@@ -186,7 +192,7 @@ class TritonServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"tritonserver not ready after {self.ready_timeout:.0f} s:\n{self.output()}")
+        raise TritonServerError(f"tritonserver not ready after {self.ready_timeout:.0f} s:\n{self.output()}")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         server = TritonServer(args.repository, env=args.env, ready_timeout=args.ready_timeout).start()
-    except (TritonUnavailable, RuntimeError) as exc:
+    except SpladeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics 127.0.0.1:{server.metrics_port}; "

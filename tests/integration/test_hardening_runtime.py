@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from runtime import DynamicBatcher, InputTooLongError, SpladeEncoder
-from runtime.core.checks import CHARS_PER_TOKEN
-from runtime.core.encoder import CHUNK_TEXTS
+from runtime.core.options import CHARS_PER_TOKEN
+from runtime.core.pipeline import CHUNK_TEXTS
 from tests.conftest import assert_matches
 
 REPO = Path(__file__).resolve().parents[2]

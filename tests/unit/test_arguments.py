@@ -11,7 +11,8 @@ from export.errors import ExportError, ModelSourceError, UnsupportedModelError, 
 from export.sources import resolve_model
 from export.validate import Bounds, Fidelity, check, record
 from runtime.__main__ import build_parser as runtime_parser
-from runtime.core.tokenize import TextTokenizer, check_texts
+from runtime.core.checks import check_texts
+from runtime.core.tokenize import TextTokenizer
 from runtime.errors import SpladeError
 from runtime.triton.repository import TritonConfig
 

@@ -1,0 +1,122 @@
+"""Encode options: one frozen object per call and one per encoder, validated once where they enter.
+
+Downstream (tokenizer, batcher, collect) trusts them: nothing is checked twice. Every default of the
+encode path is written here and only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Literal, get_args
+
+from runtime.core.checks import check_bool, check_positive_int, check_threshold, check_top_k
+from runtime.errors import InvalidInputError
+
+# Sequences per run of one encode() call.
+DEFAULT_BATCH_SIZE = 32
+# Padded tokens (batch × longest sequence) per run: bounds activation memory.
+DEFAULT_MAX_BATCH_TOKENS = 16384
+# Windows one text may take with truncation "windows"; a longer text is refused (InputTooLongError, HTTP 413).
+DEFAULT_MAX_WINDOWS = 32
+# A text is cut at max_length × CHARS_PER_TOKEN characters before tokenizing when truncation (or the
+# window cap) could not use more. Real text averages 3-6 characters per WordPiece/BPE token, so the
+# cut lies far beyond what the model sees; a text whose tokens average more than this (long runs with
+# no spaces or punctuation, which WordPiece maps to one [UNK] per 100 characters) keeps fewer tokens.
+CHARS_PER_TOKEN = 32
+
+# How a text over max_length tokens is handled: cut at max_length; encoded as overlapping windows
+# max-merged into one vector (up to max_windows); or refused with InputTooLongError.
+Truncation = Literal["cut", "windows", "refuse"]
+TRUNCATIONS: tuple[str, ...] = get_args(Truncation)
+
+
+def truncation_of(truncate: object) -> Truncation:
+    """`truncate` as a mode: True is "cut", False is "windows" (the library's long-standing meaning), or a mode."""
+    if truncate is True:
+        return "cut"
+    if truncate is False:
+        return "windows"
+    if truncate not in TRUNCATIONS:
+        raise InvalidInputError(f"truncate must be a bool or one of {', '.join(TRUNCATIONS)}; got {truncate!r}")
+    return truncate  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """What one encode call asks for; built (and checked) once by `EncodeOptions.of`, then trusted.
+
+    Attributes:
+        top_k: keep at most this many terms per text (None: every non-zero term).
+        threshold: drop weights <= this.
+        batch_size: sequences per run.
+        truncation: "cut", "windows" or "refuse" (see `Truncation`).
+        max_windows: windows per text with "windows" (None: the encoder's own cap).
+        sort_by_length: run length-sorted batches (less padding); the caller's order is kept either way.
+    """
+
+    top_k: int | None = None
+    threshold: float = 0.0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    truncation: Truncation = "cut"
+    max_windows: int | None = None
+    sort_by_length: bool = True
+
+    def __post_init__(self) -> None:
+        check_top_k(self.top_k)
+        object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        check_positive_int(self.batch_size, "batch_size")
+        truncation_of(self.truncation)
+        if self.max_windows is not None:
+            check_positive_int(self.max_windows, "max_windows")
+        check_bool(self.sort_by_length, "sort_by_length")
+
+    @classmethod
+    def of(cls, options: EncodeOptions | None = None, *, truncate: bool | Truncation | None = None,
+           **overrides) -> EncodeOptions:
+        """`options` (or the defaults) with keyword overrides; `truncate` is the public name of `truncation`.
+
+        Raises:
+            InvalidInputError: a value out of range (a ValueError naming the option).
+            TypeError: an unknown keyword.
+        """
+        unknown = set(overrides) - {f.name for f in fields(cls)} - {"truncation"}
+        if unknown:
+            raise TypeError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
+        if truncate is not None:
+            overrides["truncation"] = truncation_of(truncate)
+        base = options or _DEFAULT
+        return replace(base, **overrides) if overrides else base
+
+    def windows_cap(self, default: int) -> int:
+        """Windows a text may take under these options (1 unless truncation is "windows")."""
+        if self.truncation != "windows":
+            return 1
+        return self.max_windows if self.max_windows is not None else default
+
+
+_DEFAULT = EncodeOptions()
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """What an encoder holds for its whole life, beside its session (`runtime.backends.options.SessionOptions`).
+
+    Attributes:
+        max_batch_tokens: cap on batch × longest sequence per run, bounding activation memory.
+        window_stride: overlap in tokens between windows (default max_length / 4).
+        max_windows: windows per text with truncation "windows" unless a call says otherwise.
+        allow_failed_validation: load a folder whose export failed validation (refused by default).
+    """
+
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    window_stride: int | None = None
+    max_windows: int = DEFAULT_MAX_WINDOWS
+    allow_failed_validation: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.max_batch_tokens, "max_batch_tokens")
+        check_positive_int(self.max_windows, "max_windows")
+        check_bool(self.allow_failed_validation, "allow_failed_validation")
+        if self.window_stride is not None and (isinstance(self.window_stride, bool)
+                                               or not isinstance(self.window_stride, int)):
+            raise InvalidInputError(f"window_stride must be an int, got {self.window_stride!r}")
