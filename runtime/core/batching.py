@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from runtime.errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -40,7 +42,7 @@ def plan(lengths: np.ndarray, *, max_batch_size: int, max_batch_tokens: int, sor
     would cost more than `max_padding` times its own work (queries never ride with documents).
     """
     if max_batch_size < 1 or max_batch_tokens < 1:
-        raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
+        raise InvalidInputError("max_batch_size and max_batch_tokens must be >= 1")
     if not sort:
         order = np.arange(len(lengths))
     else:
@@ -91,9 +93,9 @@ class Buckets:
         for name in ("lengths", "batch_sizes"):
             values = getattr(self, name)
             if not values or any(not isinstance(v, int) or v < 1 for v in values) or list(values) != sorted(set(values)):
-                raise ValueError(f"Buckets.{name} must be increasing positive ints, got {values!r}")
+                raise InvalidInputError(f"Buckets.{name} must be increasing positive ints, got {values!r}")
         if self.max_tokens < 1:
-            raise ValueError("Buckets.max_tokens must be >= 1")
+            raise InvalidInputError("Buckets.max_tokens must be >= 1")
 
     def within(self, max_length: int) -> Buckets | None:
         """These buckets without lengths beyond the model's max length (None if none is left)."""
@@ -116,7 +118,7 @@ def pad_to(batch: Batch, batch_size: int, length: int, pad_id: int) -> Batch:
     keys and replaces padded positions before pooling."""
     n, seq = batch.input_ids.shape
     if batch_size < n or length < seq:
-        raise ValueError(f"cannot pad a [{n}, {seq}] batch down to [{batch_size}, {length}]")
+        raise InvalidInputError(f"cannot pad a [{n}, {seq}] batch down to [{batch_size}, {length}]")
     ids = np.full((batch_size, length), pad_id, dtype=np.int64)
     mask = np.zeros((batch_size, length), dtype=np.int64)
     ids[:n, :seq] = batch.input_ids

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
 from runtime.core.checks import check_bool, check_positive_int, check_threshold, check_top_k
-from runtime.errors import InvalidInputError
+from runtime.errors import InputTypeError, InvalidInputError
 
 # Sequences per run of one encode() call.
 DEFAULT_BATCH_SIZE = 32
@@ -81,7 +81,7 @@ class EncodeOptions:
         """
         unknown = set(overrides) - {f.name for f in fields(cls)} - {"truncation"}
         if unknown:
-            raise TypeError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
+            raise InputTypeError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
         if truncate is not None:
             overrides["truncation"] = truncation_of(truncate)
         base = options or _DEFAULT

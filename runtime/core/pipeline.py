@@ -22,7 +22,7 @@ from runtime.core.memory import release_memory
 from runtime.core.options import EncodeOptions, EncoderOptions, Truncation
 from runtime.core.sparse import SparseVector, max_merge, score
 from runtime.core.tokenize import Tokenized
-from runtime.errors import ModelFolderError
+from runtime.errors import InputTypeError, ModelFolderError
 from runtime.manifest import Manifest, check_validation, load_manifest
 
 # encode() works through a call this many texts at a time, trimming the heap between chunks: peak
@@ -47,7 +47,7 @@ def split_options(provider: str, options: dict[str, Any]) -> tuple[SessionOption
     encoder_names = {f.name for f in fields(EncoderOptions)}
     unknown = set(options) - session_names - encoder_names
     if unknown:
-        raise TypeError(f"unknown encoder option(s): {', '.join(sorted(unknown))}; "
+        raise InputTypeError(f"unknown encoder option(s): {', '.join(sorted(unknown))}; "
                         f"expected among {', '.join(sorted(session_names | encoder_names))}")
     session = SessionOptions(provider=provider, **{k: v for k, v in options.items() if k in session_names})  # type: ignore[arg-type]
     encoder = EncoderOptions(**{k: v for k, v in options.items() if k in encoder_names})

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from runtime.errors import ModelFolderError, SpladeError
-from runtime.manifest import MANIFEST_NAME, load_manifest
+from runtime.errors import InvalidInputError, ModelFolderError, SpladeError
+from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 TOKENIZER_SOURCE = Path(__file__).with_name("tokenizer_model.py")
 ONNX_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
@@ -27,6 +27,10 @@ RUNTIME_DIR = Path(__file__).resolve().parents[1]
 # The Python-backend ONNX model imports these (and what they import in turn) from the runtime.
 ONNX_MODEL_IMPORTS = ("backends.ort", "core.batching", "manifest")
 OnnxBackend = Literal["onnxruntime", "python"]
+
+
+class RepositoryError(SpladeError, OSError):
+    """The repository could not be written."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,13 @@ class TritonConfig:
 
     def __post_init__(self):
         if self.onnx_backend not in ("onnxruntime", "python"):
-            raise ValueError(f"onnx_backend must be 'onnxruntime' or 'python'; got {self.onnx_backend!r}")
+            raise InvalidInputError(f"onnx_backend must be 'onnxruntime' or 'python'; got {self.onnx_backend!r}")
         if self.tensorrt and not self.gpu:
-            raise ValueError("--tensorrt needs --gpu (TensorRT is a GPU accelerator)")
+            raise InvalidInputError("--tensorrt needs --gpu (TensorRT is a GPU accelerator)")
         if any(b > self.max_batch_size or b < 1 for b in self.preferred_batch_sizes):
-            raise ValueError("preferred batch sizes must be between 1 and max_batch_size")
+            raise InvalidInputError("preferred batch sizes must be between 1 and max_batch_size")
         if self.instances < 1 or self.tokenizer_instances < 1:
-            raise ValueError("--instances and --tokenizer-instances must be >= 1")
+            raise InvalidInputError("--instances and --tokenizer-instances must be >= 1")
 
 
 def _io(name: str, dtype: str, dims: list[int]) -> str:
@@ -162,6 +166,13 @@ def write_repository(model_dir: str | Path, repo: str | Path, cfg: TritonConfig 
     manifest = load_manifest(model_dir)
     if manifest.precision == "fp16" and not cfg.gpu:
         raise ModelFolderError(f"{model_dir}: an fp16 model is for GPU instances; pass --gpu or export fp32/int8")
+    try:
+        return _write(model_dir, repo, manifest, cfg)
+    except OSError as exc:  # an unwritable or full destination: named, as every other refusal
+        raise RepositoryError(f"{exc.filename or repo}: {exc.strerror or exc}") from exc
+
+
+def _write(model_dir: Path, repo: Path, manifest: Manifest, cfg: TritonConfig) -> Path:
     onnx_dir, tok_dir, ens_dir = (repo / f"{cfg.name}_onnx", repo / f"{cfg.name}_tokenizer", repo / cfg.name)
     for folder in (onnx_dir, tok_dir, ens_dir):
         (folder / "1").mkdir(parents=True, exist_ok=True)
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                            tensorrt=args.tensorrt, trt_cache_path=args.trt_cache_path, pad_multiple=args.pad_multiple,
                            onnx_backend=args.onnx_backend, tokenizer_instances=args.tokenizer_instances)
         repo = write_repository(args.model_dir, args.output, cfg)
-    except (SpladeError, ValueError, OSError) as exc:
+    except SpladeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote Triton model repository {repo} (ensemble {cfg.name!r})")

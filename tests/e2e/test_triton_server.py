@@ -15,10 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
-from benchmarks import corpus, loadgen, triton_load
+from benchmarks import loadgen, triton_load
 from runtime import SpladeEncoder
 from runtime.triton.repository import TritonConfig, write_repository
 from runtime.triton.server import TritonServer, TritonUnavailable
+from tests import corpus
 from tests.conftest import TEXTS
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed (`make setup`)")
@@ -85,7 +86,8 @@ def test_python_variant_differs_only_in_the_onnx_backend(repo, fp32_dir, tmp_pat
     for name in ("splade/config.pbtxt", "splade_tokenizer/config.pbtxt", "splade_tokenizer/1/model.py"):
         assert (repo / name).read_text() == (other / name).read_text()
     version = repo / "splade_onnx" / "1"
-    assert {p.name for p in (version / "runtime").iterdir()} >= {"backend.py", "batching.py", "errors.py", "manifest.py"}
+    vendored = {p.relative_to(version / "runtime").as_posix() for p in (version / "runtime").rglob("*.py")}
+    assert vendored >= {"backends/ort.py", "core/batching.py", "errors.py", "manifest.py"}
     assert json.loads((version / "onnx_settings.json").read_text())["provider"] == "cpu"
     gpu = write_repository(fp32_dir, tmp_path / "gpu", TritonConfig(onnx_backend="python", gpu=True, tensorrt=True))
     gpu_cfg = parse(gpu / "splade_onnx" / "config.pbtxt")
