@@ -17,6 +17,7 @@ from runtime.core.options import EncodeOptions
 from runtime.core.pipeline import SparseEncoder
 from runtime.core.sparse import SparseVector
 from runtime.errors import CorpusError, InputTooLongError, InvalidInputError
+from runtime.jobs.lock import exclusive_output
 
 Format = Literal["tokens", "indices"]
 DocId = str | int | float | bool
@@ -150,6 +151,13 @@ def encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeO
 def _encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeOptions, *, fmt: Format,
                    chunk: int, progress: bool, keep_first_duplicate: bool) -> int:
     check_paths(src, dst)
+    with exclusive_output(dst):  # before done_ids, which may cut a torn last line
+        return _encode_locked(encoder, src, dst, options, fmt=fmt, chunk=chunk, progress=progress,
+                              keep_first_duplicate=keep_first_duplicate)
+
+
+def _encode_locked(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeOptions, *, fmt: Format,
+                   chunk: int, progress: bool, keep_first_duplicate: bool) -> int:
     total = sum(1 for _ in read_corpus(src, keep_first_duplicate=keep_first_duplicate))
     skip = done_ids(dst, fmt)
     written = 0

@@ -8,6 +8,8 @@ from typing import Any
 
 from runtime.core.options import EncodeOptions
 from runtime.errors import CorpusError, InvalidInputError
+from runtime.jobs.corpus import _check_id, check_paths, id_key, read_corpus
+from runtime.jobs.lock import exclusive_output
 
 
 class _EncodeBatch:
@@ -82,8 +84,6 @@ def actor_resources(cluster_cpus: float, num_actors: int) -> tuple[float, int]:
 
 def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
     """The corpus CLI's rules on the Ray path: a new output folder, and unique scalar ids."""
-    from runtime.jobs.corpus import _check_id, check_paths, id_key, read_corpus
-
     check_paths(src, dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise CorpusError(f"{dst}: --output exists and is not an empty folder; Ray writes new shards and would mix "
@@ -117,12 +117,21 @@ def encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions |
                  threads: int | None = None, **overrides) -> int:
     """Read Parquet or JSONL shards (a file or folder), encode, write shards of the same format to `dst`.
 
-    Checked before Ray starts any work: `dst` is new (or an empty folder) and not `src`; ids are
+    Checked before Ray starts any work: no other run holds `dst` (its lock is held until the shards
+    are written, see `runtime.jobs.lock`); `dst` is new (or an empty folder) and not `src`; ids are
     unique JSON scalars (as the corpus CLI requires); the actors fit the cluster.
     """
+    options = EncodeOptions.of(options, **overrides)
+    check_paths(src, dst)
+    with exclusive_output(dst):
+        return _encode_files(model_dir, src, dst, options, num_actors=num_actors, batch_size=batch_size,
+                             num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads)
+
+
+def _encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions, *, num_actors: int,
+                  batch_size: int, num_gpus_per_actor: float, provider: str, threads: int | None) -> int:
     import ray
 
-    options = EncodeOptions.of(options, **overrides)
     parquet = src.suffix == ".parquet" or (src.is_dir() and any(src.glob("*.parquet")))
     check_inputs(src, dst, parquet=parquet)
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
