@@ -145,6 +145,7 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
                   responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
                              429: {"model": ErrorResponse}})
     app.state.metrics = metrics
+    app.state.limits = limits
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -32,6 +32,12 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
                    help="request body bytes before 413, checked before parsing. Default: %(default)s")
     p.add_argument("--max-windows", type=int, default=_D.max_windows,
                    help="windows per text with `windows: true` before 413. Default: %(default)s")
+    p.add_argument("--max-connections", type=int, default=_D.max_connections,
+                   help="open connections before new ones get 503 and are closed (each holds a file "
+                        "descriptor). Default: %(default)s")
+    p.add_argument("--client-timeout", type=float, default=_D.client_timeout,
+                   help="seconds a request's headers and body may take to arrive: 408 while headers are "
+                        "incomplete, then the connection is closed. Default: %(default)s")
     return p
 
 
@@ -43,7 +49,8 @@ def build_app(args: argparse.Namespace):
     limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
                           max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
                           max_client_batch_size=args.max_client_batch_size, payload_limit=args.payload_limit,
-                          max_windows=args.max_windows)
+                          max_windows=args.max_windows, max_connections=args.max_connections,
+                          client_timeout=args.client_timeout)
     # a run never holds more than the batcher gathers: TensorRT's profile is built for exactly that
     options = encoder_options(args, max_batch_tokens=limits.max_batch_tokens, max_batch_size=limits.max_batch_size,
                               max_windows=limits.max_windows)
@@ -55,5 +62,10 @@ def build_app(args: argparse.Namespace):
 def run_server(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(build_app(args), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30)
+    from runtime.serving.protocol import bounded_protocol
+
+    app = build_app(args)
+    limits: ServerLimits = app.state.limits
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30,
+                http=bounded_protocol(limits.max_connections, limits.client_timeout))
     return 0

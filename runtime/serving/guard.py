@@ -11,6 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("runtime")
 OTHER = "other"  # the one metrics label of every path that is no route (bounded cardinality)
+# Body bytes read and discarded after a 413, so that a client that writes its whole body before
+# reading (urllib, requests) gets the 413 instead of a connection reset. Nothing is kept: memory
+# stays one chunk; a body beyond this is cut (the connection closes) instead of read forever.
+DRAIN_BYTES = 64 << 20
 
 
 def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
@@ -69,11 +73,13 @@ class Guard:
         try:
             declared = dict(scope.get("headers") or []).get(b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+                await drain(scope, receive, started=False)
                 await self._reply(scope, receive, tracked, 413, self._too_large(), "validation")
                 return
             await self.app(scope, limited, tracked)
         except HTTPException as exc:  # raised while reading the body, outside any route
             if not status:
+                await drain(scope, receive, started=True)
                 await self._reply(scope, receive, tracked, exc.status_code, str(exc.detail), "validation")
         except Exception:
             log.exception("unhandled error on %s", route_label(scope, self.paths))
@@ -92,4 +98,24 @@ class Guard:
         await error_response(code, message, kind)(scope, receive, send)
 
 
-__all__ = ["Guard", "OTHER", "error_response", "route_label"]
+async def drain(scope: Scope, receive: Receive, *, started: bool) -> int:
+    """Read and discard the rest of a refused request's body, up to DRAIN_BYTES; returns the bytes read.
+
+    A client that waits for `100 Continue` (curl) and was not yet asked for its body (`started`
+    False) has sent nothing: it is not asked to send.
+    """
+    headers = dict(scope.get("headers") or [])
+    if not started and headers.get(b"expect", b"").lower() == b"100-continue":
+        return 0
+    read = 0
+    while read <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return read
+
+
+__all__ = ["DRAIN_BYTES", "Guard", "OTHER", "drain", "error_response", "route_label"]

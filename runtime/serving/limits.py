@@ -20,12 +20,16 @@ class ServerLimits:
     max_client_batch_size: int = 32  # inputs per request before 413
     payload_limit: int = 2_000_000  # request body bytes before 413 (checked before parsing)
     max_windows: int = DEFAULT_MAX_WINDOWS  # windows per text with `windows: true` before 413
+    max_connections: int = 1024  # open connections before 503 (each holds a file descriptor)
+    client_timeout: float = 10.0  # seconds a request's headers and body may take to arrive before 408 / close
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name == "max_wait_ms":
-                if isinstance(self.max_wait_ms, bool) or not self.max_wait_ms >= 0:
-                    raise InvalidInputError(f"--max-wait-ms must be >= 0, got {self.max_wait_ms!r}")
+            value = getattr(self, f.name)
+            if f.name in ("max_wait_ms", "client_timeout"):
+                least = 0 if f.name == "max_wait_ms" else 0.001
+                if isinstance(value, bool) or not isinstance(value, int | float) or not value >= least:
+                    raise InvalidInputError(f"--{f.name.replace('_', '-')} must be >= {least}, got {value!r}")
                 continue
             try:
                 check_positive_int(getattr(self, f.name), f.name)
