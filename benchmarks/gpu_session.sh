@@ -31,9 +31,9 @@ case "${1:-}" in
     cat /tmp/prepare.log | tail -12
     python3 -c "import torch, onnxruntime as ort; print(ort.__version__, ort.get_available_providers())"
     timeout 330 python3 -m benchmarks.gpu --out "$results" --work $work --time-limit 150 --query-repeats 300
-    timeout 120 python3 -m benchmarks.loadgen --model $work/bert-base-fp16 --provider cuda --clients 64 --requests 2000 \
+    timeout 120 python3 -m benchmarks.loadgen --model $work/bert-base-fp16-gpu --provider cuda --clients 64 --requests 2000 \
       --time-limit 30 --max-wait-ms 2 --latency-requests 500 --name loadgen-gpu-bert-base-fp16 --out "$results"
-    timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py tests/test_runtime.py -k "cuda or graph or provider" 2>&1 | tail -15
+    timeout 120 python3 -m pytest -q -p no:cacheprovider tests/integration/test_cuda_graphs.py tests/integration/test_runtime.py -k "cuda or graph or provider" 2>&1 | tail -15
     tar -czf "$out/gpu-results.tar.gz" -C "$results" .
     ls -la "$results"
     ;;
