@@ -24,6 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("texts", nargs="*", metavar="TEXT", help="texts to encode (prints their top terms)")
     enc.add_argument("--top-k", type=int, default=_E.top_k, help="keep at most K terms per text")
     enc.add_argument("--threshold", type=float, default=_E.threshold, help="drop weights <= this. Default: %(default)s")
+    enc.add_argument("--max-ratio", type=float, default=_E.max_ratio,
+                     help="keep weights >= this × each text's largest weight, in [0, 1] (OpenSearch's max_ratio)")
+    enc.add_argument("--alpha-mass", type=float, default=_E.alpha_mass,
+                     help="keep each text's heaviest terms while they hold at most this share of its total weight, "
+                          "in [0, 1] (OpenSearch's alpha_mass)")
+    enc.add_argument("--prompt-name", default=_E.prompt_name,
+                     help="a prompt of the model folder (sentence-transformers prompts) put before each text "
+                          "(default: the folder's default prompt, if any)")
+    enc.add_argument("--truncation-direction", choices=["right", "left"], default=_E.truncation_direction,
+                     help="which end of an over-long text is cut. Default: %(default)s")
     enc.add_argument("--json", action="store_true", help="print JSON ({token: weight} per text)")
     enc.add_argument("--no-truncate", action="store_true",
                      help="encode over-long texts as overlapping windows, max-merged (default: cut at max length)")
@@ -56,8 +66,10 @@ def _encode(args) -> int:
         raise SystemExit("error: --input and --output go together")
     if not args.input and not args.texts:
         raise SystemExit("error: give TEXT arguments or --input/--output")
-    options = EncodeOptions(top_k=args.top_k, threshold=args.threshold, batch_size=args.batch_size,
-                            truncation="windows" if args.no_truncate else "cut")
+    options = EncodeOptions(top_k=args.top_k, threshold=args.threshold, max_ratio=args.max_ratio,
+                            alpha_mass=args.alpha_mass, batch_size=args.batch_size, prompt_name=args.prompt_name,
+                            truncation="windows" if args.no_truncate else "cut",
+                            truncation_direction=args.truncation_direction)
     if args.ray:
         from runtime.jobs.ray import encode_files
 

@@ -75,6 +75,10 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     kind: Kind = "splade"
     position_limit: int | None = None  # the graph's position embeddings: max_length may not exceed it
+    # sentence-transformers prompts (name -> text put before each text), applied as its encode_query /
+    # encode_document / encode(prompt_name=...) do; default_prompt_name applies when a call names none.
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -113,9 +117,13 @@ class Manifest:
             return "sha256 must be 64 lowercase hex digits"
         if not all(isinstance(n, str) for n in (*self.inputs, *self.outputs)):
             return "inputs and outputs must be lists of names"
-        for name in ("fusions", "versions", "validation"):
+        for name in ("fusions", "versions", "validation", "prompts"):
             if not isinstance(getattr(self, name), dict):
                 return f"{name} must be a JSON object"
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.prompts.items()):
+            return "prompts must map names to strings"
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            return f"default_prompt_name {self.default_prompt_name!r} is not among the prompts {sorted(self.prompts)}"
         for name in ("model_file", "tokenizer_file"):
             value = getattr(self, name)
             posix, windows = PurePosixPath(value), PureWindowsPath(value)

@@ -47,6 +47,13 @@ def check_threshold(threshold: object) -> float:
     return float(threshold)
 
 
+def check_unit(value: object, name: str) -> float:
+    """A number in [0, 1] (max_ratio, alpha_mass); bools and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_positive_int(value: object, name: str) -> int:
     """An int >= 1 (batch_size, max_windows); bools are refused."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -119,9 +119,11 @@ class SpladeEncoderPair:
                                    f"vocabularies ({self.query.manifest.vocab_size} vs {self.document.manifest.vocab_size})")
 
     def encode_queries(self, texts: str | Sequence[str], **kwargs: Any) -> list[SparseVector]:
-        return self.query.encode(texts, **kwargs)
+        """The query model's `encode_query` (its query prompt, if the folder has one)."""
+        return self.query.encode_query(texts, **kwargs)
 
     def encode_documents(self, texts: str | Sequence[str], **kwargs: Any) -> list[SparseVector]:
-        return self.document.encode(texts, **kwargs)
+        """The document model's `encode_document` (its document prompt, if the folder has one)."""
+        return self.document.encode_document(texts, **kwargs)
 
     score = staticmethod(score)

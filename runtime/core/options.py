@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
-from runtime.core.checks import check_bool, check_positive_int, check_threshold, check_top_k
+from runtime.core.checks import check_bool, check_positive_int, check_threshold, check_top_k, check_unit
+from runtime.core.sparse import SparseVector
 from runtime.errors import InputTypeError, InvalidInputError
 
 # Sequences per run of one encode() call.
@@ -28,6 +29,9 @@ CHARS_PER_TOKEN = 32
 # max-merged into one vector (up to max_windows); or refused with InputTooLongError.
 Truncation = Literal["cut", "windows", "refuse"]
 TRUNCATIONS: tuple[str, ...] = get_args(Truncation)
+# Which end a cut keeps: "right" cuts the end (keeps the start), "left" cuts the start (TEI's meaning).
+Direction = Literal["right", "left"]
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 
 
 def truncation_of(truncate: object) -> Truncation:
@@ -45,25 +49,46 @@ def truncation_of(truncate: object) -> Truncation:
 class EncodeOptions:
     """What one encode call asks for; built (and checked) once by `EncodeOptions.of`, then trusted.
 
+    Pruning (each keeps a prefix of the weight-sorted vector the graph returns; the shortest wins,
+    so the order they are given in does not matter; OpenSearch's prune types are the last two):
+
     Attributes:
         top_k: keep at most this many terms per text (None: every non-zero term).
         threshold: drop weights <= this.
+        max_ratio: keep weights >= max_ratio × the text's largest weight, in [0, 1].
+        alpha_mass: keep the heaviest terms while their running sum is <= alpha_mass × the total, in [0, 1].
         batch_size: sequences per run.
         truncation: "cut", "windows" or "refuse" (see `Truncation`).
+        truncation_direction: which end "cut" removes: "right" (the default) or "left" (keeps the end).
         max_windows: windows per text with "windows" (None: the encoder's own cap).
+        prompt_name: a prompt of the model folder (sentence-transformers `prompts`), put before each
+            text; None: the folder's default prompt, if it names one.
         sort_by_length: run length-sorted batches (less padding); the caller's order is kept either way.
     """
 
     top_k: int | None = None
     threshold: float = 0.0
+    max_ratio: float | None = None
+    alpha_mass: float | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     truncation: Truncation = "cut"
+    truncation_direction: Direction = "right"
     max_windows: int | None = None
+    prompt_name: str | None = None
     sort_by_length: bool = True
 
     def __post_init__(self) -> None:
         check_top_k(self.top_k)
         object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        for name in ("max_ratio", "alpha_mass"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_unit(value, name))
+        if self.truncation_direction not in DIRECTIONS:
+            raise InvalidInputError(f"truncation_direction must be one of {', '.join(DIRECTIONS)}; "
+                                    f"got {self.truncation_direction!r}")
+        if self.prompt_name is not None and not isinstance(self.prompt_name, str):
+            raise InvalidInputError(f"prompt_name must be a string, got {self.prompt_name!r}")
         check_positive_int(self.batch_size, "batch_size")
         truncation_of(self.truncation)
         if self.max_windows is not None:
@@ -87,11 +112,10 @@ class EncodeOptions:
         base = options or _DEFAULT
         return replace(base, **overrides) if overrides else base
 
-    def windows_cap(self, default: int) -> int:
-        """Windows a text may take under these options (1 unless truncation is "windows")."""
-        if self.truncation != "windows":
-            return 1
-        return self.max_windows if self.max_windows is not None else default
+    def prune(self, vector: SparseVector) -> SparseVector:
+        """`vector` with these options' pruning applied."""
+        return vector.pruned(top_k=self.top_k, threshold=self.threshold, max_ratio=self.max_ratio,
+                             alpha_mass=self.alpha_mass)
 
 
 _DEFAULT = EncodeOptions()

@@ -19,10 +19,10 @@ import numpy as np
 from runtime.backends.options import SessionOptions
 from runtime.core.checks import check_texts
 from runtime.core.memory import release_memory
-from runtime.core.options import EncodeOptions, EncoderOptions, Truncation
+from runtime.core.options import Direction, EncodeOptions, EncoderOptions, Truncation
 from runtime.core.sparse import SparseVector, max_merge, score
 from runtime.core.tokenize import Tokenized
-from runtime.errors import InputTypeError, ModelFolderError
+from runtime.errors import InputTypeError, InvalidInputError, ModelFolderError
 from runtime.manifest import Manifest, check_validation, load_manifest
 
 # encode() works through a call this many texts at a time, trimming the heap between chunks: peak
@@ -36,7 +36,7 @@ class Tokenizer(Protocol):
     max_windows: int
 
     def encode(self, texts: list[str], *, truncate: bool | Truncation = True, max_windows: int | None = None,
-               name: str = "texts", first_index: int = 0) -> Tokenized: ...
+               direction: Direction = "right", name: str = "texts", first_index: int = 0) -> Tokenized: ...
 
     def id_to_token(self, index: int) -> str: ...
 
@@ -121,11 +121,50 @@ class SparseEncoder(ABC):
                 release_memory()
         return out
 
+    def encode_query(self, texts: str | Sequence[str], options: EncodeOptions | None = None,
+                     **overrides: Any) -> list[SparseVector]:
+        """`encode` with the folder's query prompt unless a prompt is named, as sentence-transformers' encode_query."""
+        return self.encode(texts, self.for_task("query", EncodeOptions.of(options, **overrides)))
+
+    def encode_document(self, texts: str | Sequence[str], options: EncodeOptions | None = None,
+                        **overrides: Any) -> list[SparseVector]:
+        """`encode` with the folder's document prompt ("document", "passage" or "corpus") unless one is named."""
+        return self.encode(texts, self.for_task("document", EncodeOptions.of(options, **overrides)))
+
+    def for_task(self, task: str, options: EncodeOptions) -> EncodeOptions:
+        """`options` with the task's prompt (see `task_prompt_name`) when they name none."""
+        name = self.task_prompt_name(task) if options.prompt_name is None else None
+        return EncodeOptions.of(options, prompt_name=name) if name else options
+
     def tokenize(self, texts: list[str], options: EncodeOptions, *, name: str = "texts",
                  first_index: int = 0) -> Tokenized:
-        """Checked texts -> token sequences under `options.truncation` (InputTooLongError names `name[i]`)."""
+        """Checked texts -> token sequences: the prompt put before each, then `options.truncation`
+        (InputTooLongError names `name[i]`)."""
+        prompt = self.prompt(options.prompt_name)
+        if prompt:
+            texts = [prompt + t for t in texts]
         return self.tokenizer.encode(texts, truncate=options.truncation, max_windows=options.max_windows,
-                                     name=name, first_index=first_index)
+                                     direction=options.truncation_direction, name=name, first_index=first_index)
+
+    def prompt(self, name: str | None) -> str:
+        """The text a prompt name puts before each text ("" for none): `name`, else the folder's default.
+
+        Raises:
+            InvalidInputError: the folder has no prompt of that name (the message lists those it has).
+        """
+        name = name if name is not None else self.manifest.default_prompt_name
+        if name is None:
+            return ""
+        if name not in self.manifest.prompts:
+            known = ", ".join(sorted(self.manifest.prompts)) or "none"
+            raise InvalidInputError(f"prompt_name {name!r} is not a prompt of {self.path.name} (it has: {known})")
+        return self.manifest.prompts[name]
+
+    def task_prompt_name(self, task: str) -> str | None:
+        """The prompt sentence-transformers' encode_query / encode_document pick for `task` ("query" or
+        "document"), or None when the folder has none for it."""
+        candidates = ("query",) if task == "query" else ("document", "passage", "corpus")
+        return next((c for c in candidates if c in self.manifest.prompts), None)
 
     @abstractmethod
     def infer_batches(self, sequences: Sequence[np.ndarray], *, batch_size: int, sort: bool = True,
@@ -149,7 +188,7 @@ class SparseEncoder(ABC):
         parts: list[list[SparseVector]] = [[] for _ in range(n_texts)]
         for owner, vec in zip(tokenized.owners, rows):
             parts[owner].append(vec)
-        return [max_merge(p).pruned(top_k=options.top_k, threshold=options.threshold) for p in parts]
+        return [options.prune(max_merge(p)) for p in parts]
 
     def decode(self, vector: SparseVector) -> dict[str, float]:
         """token -> weight, the Elasticsearch `rank_features` / OpenSearch `sparse_vector` shape."""

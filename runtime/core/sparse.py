@@ -50,11 +50,23 @@ class SparseVector:
         _, a, b = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
         return float(np.dot(self.values[a].astype(np.float64), other.values[b]))
 
-    def pruned(self, *, top_k: int | None = None, threshold: float = 0.0) -> SparseVector:
-        """Keep weights > threshold, then at most top_k of them (the order is already descending)."""
-        keep = int(np.count_nonzero(self.values > threshold))
+    def pruned(self, *, top_k: int | None = None, threshold: float = 0.0, max_ratio: float | None = None,
+               alpha_mass: float | None = None) -> SparseVector:
+        """The terms every given rule keeps; each keeps a prefix of the (descending) weights, judged on this vector.
+
+        top_k: the first top_k. threshold: weights > threshold. max_ratio: weights >= max_ratio × the
+        largest (OpenSearch's `max_ratio`). alpha_mass: the heaviest terms while their running sum is
+        <= alpha_mass × the total (OpenSearch's `alpha_mass`; a small alpha can keep none).
+        """
+        values = self.values  # compared in float64: a bound one step below a float32 weight must stay below it
+        keep = int(np.count_nonzero(values > np.float64(threshold)))
         if top_k is not None:
             keep = min(keep, top_k)
+        if max_ratio is not None and len(values):
+            keep = min(keep, int(np.count_nonzero(values >= np.float64(max_ratio) * np.float64(values[0]))))
+        if alpha_mass is not None and len(values):
+            running = np.cumsum(values, dtype=np.float64)
+            keep = min(keep, int(np.count_nonzero(running <= np.float64(alpha_mass) * running[-1])))
         return SparseVector(self.indices[:keep], self.values[:keep])
 
 

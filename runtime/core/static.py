@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime.core.checks import check_positive_int
-from runtime.core.options import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, Truncation, truncation_of
+from runtime.core.options import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, Direction, Truncation, truncation_of
 from runtime.core.pipeline import SparseEncoder
 from runtime.core.sparse import SparseVector
-from runtime.core.tokenize import Tokenized, cut, load_tokenizer
+from runtime.core.tokenize import Tokenized, cut, load_tokenizer, truncating
 from runtime.errors import InputTooLongError, ModelFolderError
 
 
@@ -32,21 +32,20 @@ class StaticTokenizer:
     def __init__(self, path: str | Path, *, max_length: int, max_windows: int = DEFAULT_MAX_WINDOWS):
         self.max_length = max_length
         self.max_windows = check_positive_int(max_windows, "max_windows")
-        self._truncating, self._whole = load_tokenizer(path), load_tokenizer(path)
-        for tok in (self._truncating, self._whole):
-            tok.no_truncation()
-        self._truncating.enable_truncation(max_length)
+        self._truncating = truncating(path, max_length)
+        self._whole = load_tokenizer(path)
+        self._whole.no_truncation()
 
     def id_to_token(self, index: int) -> str:
-        return self._truncating.id_to_token(int(index)) or f"[unused{index}]"
+        return self._whole.id_to_token(int(index)) or f"[unused{index}]"
 
     def encode(self, texts: list[str], *, truncate: bool | Truncation = True, max_windows: int | None = None,
-               name: str = "texts", first_index: int = 0) -> Tokenized:
+               direction: Direction = "right", name: str = "texts", first_index: int = 0) -> Tokenized:
         """One sequence per text; InputTooLongError names `name[i]` past the mode's bound."""
         mode = truncation_of(truncate)
         if mode == "cut":
-            texts = cut(texts, self.max_length * CHARS_PER_TOKEN)
-            encodings = self._truncating.encode_batch(texts, add_special_tokens=False) if texts else []
+            texts = cut(texts, self.max_length * CHARS_PER_TOKEN, direction)
+            encodings = self._truncating[direction].encode_batch(texts, add_special_tokens=False) if texts else []
         else:
             cap = 1 if mode == "refuse" else self.max_windows if max_windows is None else max_windows
             tokens = cap * self.max_length

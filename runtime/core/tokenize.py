@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 
 from runtime.core.batching import lengths_of
 from runtime.core.checks import check_positive_int
-from runtime.core.options import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, Truncation, truncation_of
+from runtime.core.options import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, Direction, Truncation, truncation_of
 from runtime.errors import InputTooLongError, InvalidInputError, ModelFolderError
 
 __all__ = ["TextTokenizer", "Tokenized", "load_tokenizer"]
@@ -42,9 +42,21 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     return tok
 
 
-def cut(texts: list[str], limit: int) -> list[str]:
-    """Each text cut at `limit` characters (beyond them, nothing can reach the model)."""
+def cut(texts: list[str], limit: int, direction: Direction = "right") -> list[str]:
+    """Each text cut to `limit` characters at the end `direction` removes (beyond them, nothing reaches the model)."""
+    if direction == "left":
+        return [t if len(t) <= limit else t[-limit:] for t in texts]
     return [t if len(t) <= limit else t[:limit] for t in texts]
+
+
+def truncating(path: str | Path, max_length: int) -> dict[str, Tokenizer]:
+    """One tokenizer per truncation direction, each cutting at `max_length` tokens."""
+    out = {}
+    for direction in ("right", "left"):
+        tok = load_tokenizer(path)
+        tok.enable_truncation(max_length, direction=direction)
+        out[direction] = tok
+    return out
 
 
 class TextTokenizer:
@@ -65,8 +77,8 @@ class TextTokenizer:
         if not 0 <= self.stride < max_length - 2:
             raise InvalidInputError(f"window stride must be in [0, {max_length - 2}), got {self.stride}")
         self.max_windows = check_positive_int(max_windows, "max_windows")
-        self._truncating, self._windowing = load_tokenizer(path), load_tokenizer(path)
-        self._truncating.enable_truncation(max_length)
+        self._truncating = truncating(path, max_length)
+        self._windowing = load_tokenizer(path)
         self._windowing.enable_truncation(max_length, stride=self.stride)
 
     @property
@@ -80,13 +92,14 @@ class TextTokenizer:
         return (body + (max_windows - 1) * (body - self.stride) + 2) * CHARS_PER_TOKEN
 
     def id_to_token(self, index: int) -> str:
-        return self._truncating.id_to_token(int(index)) or f"[unused{index}]"
+        return self._windowing.id_to_token(int(index)) or f"[unused{index}]"
 
     def encode(self, texts: list[str], *, truncate: bool | Truncation = True, max_windows: int | None = None,
-               name: str = "texts", first_index: int = 0) -> Tokenized:
+               direction: Direction = "right", name: str = "texts", first_index: int = 0) -> Tokenized:
         """Tokenize under one truncation mode (`truncate`: True/"cut", False/"windows", or "refuse").
 
-        Windows overlap by `stride` tokens; `max_windows` defaults to the tokenizer's own cap.
+        "cut" removes the end `direction` names; windows overlap by `stride` tokens; `max_windows`
+        defaults to the tokenizer's own cap.
 
         Raises:
             InputTooLongError: "refuse" and a text over max_length tokens, or "windows" and a text
@@ -94,7 +107,8 @@ class TextTokenizer:
         """
         mode = truncation_of(truncate)
         if mode == "cut":
-            encodings = self._truncating.encode_batch(cut(texts, self.char_limit), add_special_tokens=True) if texts else []
+            tokenizer = self._truncating[direction]
+            encodings = tokenizer.encode_batch(cut(texts, self.char_limit, direction), add_special_tokens=True) if texts else []
             truncated = [np.asarray(enc.ids, dtype=np.int64) for enc in encodings]
             return Tokenized(truncated, np.arange(len(truncated), dtype=np.int64))
         cap = 1 if mode == "refuse" else self.max_windows if max_windows is None else max_windows

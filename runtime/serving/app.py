@@ -11,26 +11,33 @@ import contextlib
 import functools
 import time
 from dataclasses import asdict
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.core.options import EncodeOptions, Truncation
+from runtime.core.options import EncodeOptions
 from runtime.core.pipeline import SparseEncoder
 from runtime.errors import InputTooLongError, InvalidInputError, OverloadedError
 from runtime.serving.batcher import BatchStats, DynamicBatcher
 from runtime.serving.guard import Guard, error_response
 from runtime.serving.limits import ServerLimits
+from runtime.serving.schemas import (
+    EmbedSparseRequest,
+    EncodeRequest,
+    EncodeResponse,
+    ErrorResponse,
+    PruneType,
+    SparseValue,
+    prune_options,
+)
 
 __all__ = ["ServerLimits", "create_app"]
-
-Inputs = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
 
 INLINE_TOKENIZE_CHARS = 4096  # requests this short are tokenized on the event loop
 
@@ -42,48 +49,6 @@ class VectorsResponse(Response):
 
     def render(self, content) -> bytes:
         return orjson.dumps(content)
-
-
-class EmbedSparseRequest(BaseModel):
-    """TEI's `/embed_sparse` body."""
-
-    model_config = ConfigDict(extra="forbid")
-    inputs: Inputs
-    truncate: StrictBool = False
-
-
-class EncodeRequest(BaseModel):
-    """Our `/encode` body: pruning, token strings, query/document model, windows for long texts."""
-
-    model_config = ConfigDict(extra="forbid")
-    inputs: Inputs
-    kind: Literal["query", "document"] = "document"
-    top_k: Annotated[StrictInt, Field(ge=1)] | None = None
-    threshold: Annotated[StrictFloat | StrictInt, Field(ge=0)] = 0.0
-    return_tokens: StrictBool = False
-    truncate: StrictBool = True
-    windows: StrictBool = Field(False, description="encode over-long texts as overlapping windows, max-merged")
-
-
-class SparseValue(BaseModel):
-    index: int
-    value: float
-
-
-class EncodedVector(BaseModel):
-    indices: list[int]
-    values: list[float]
-    tokens: dict[str, float] | None = None
-
-
-class EncodeResponse(BaseModel):
-    kind: str
-    data: list[EncodedVector]
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    error_type: str
 
 
 _error = error_response
@@ -167,8 +132,9 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
     app.add_middleware(Guard, limit=limits.payload_limit, paths=paths,
                        count=lambda route, status: metrics.requests.labels(route, status).inc())
 
-    async def run(texts: list[str], kind: str, truncation: Truncation, top_k=None, threshold=0.0):
-        """Admission (413/429), then options and texts checked once (by the batcher's submit), then the batch."""
+    async def run(texts: list[str], kind: str, fields: dict[str, Any], *, task: bool = False):
+        """Admission (413/429), then options (built once from `fields`; with `task`, the kind's prompt when none
+        is named) and texts checked once (by the batcher's submit), then the batch."""
         if len(texts) > limits.max_client_batch_size:
             return _error(413, f"batch size {len(texts)} > maximum allowed batch size {limits.max_client_batch_size}",
                           "validation")
@@ -177,8 +143,10 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
         state["in_flight"] += 1
         try:
             try:
-                options = EncodeOptions(top_k=top_k, threshold=threshold, truncation=truncation,
-                                        max_windows=limits.max_windows)
+                options = EncodeOptions(**fields, max_windows=limits.max_windows)
+                if task:
+                    options = encoders[kind].for_task(kind, options)
+                encoders[kind].prompt(options.prompt_name)  # an unknown prompt is the caller's 422
                 submit = functools.partial(batchers[kind].submit, texts, options, name="inputs")
                 # Short texts are tokenized right here (microseconds); a hop to a worker thread and back
                 # would cost more than that. Long ones go to a thread so the event loop keeps serving.
@@ -198,22 +166,35 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
 
     @app.post("/embed_sparse", response_model=list[list[SparseValue]], summary="TEI-compatible sparse embeddings")
     async def embed_sparse(body: EmbedSparseRequest):
-        out = await run(as_list(body.inputs), "document", "cut" if body.truncate else "refuse")
+        out = await run(as_list(body.inputs), "document", body.options())
         if isinstance(out, JSONResponse):
             return out
         return VectorsResponse([v.to_tei() for v in out])
 
     @app.post("/encode", response_model=EncodeResponse, summary="Sparse vectors with pruning and token strings")
     async def encode(body: EncodeRequest):
-        texts = as_list(body.inputs)
-        truncation: Truncation = "windows" if body.windows else "cut" if body.truncate else "refuse"
-        out = await run(texts, body.kind, truncation, top_k=body.top_k, threshold=float(body.threshold))
+        out = await run(as_list(body.inputs), body.kind, body.options(), task=True)
         if isinstance(out, JSONResponse):
             return out
         enc = encoders[body.kind]
         data = [{"indices": v.indices.tolist(), "values": v.values.tolist(),
                  **({"tokens": enc.decode(v)} if body.return_tokens else {})} for v in out]
         return VectorsResponse({"kind": body.kind, "data": data})
+
+    @app.post("/opensearch/sparse_encoding", response_model=list[dict[str, float]],
+              summary="OpenSearch remote-model shape: a JSON array of texts in, one {token: weight} per text out")
+    async def opensearch(inputs: Annotated[list[StrictStr], Body(min_length=1)],
+                         kind: Literal["query", "document"] = "document", prune_type: PruneType = "none",
+                         prune_ratio: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None):
+        try:
+            pruning = prune_options(prune_type, prune_ratio)
+        except InvalidInputError as exc:
+            return _error(422, str(exc), "validation")
+        out = await run(inputs, kind, {"truncation": "cut", **pruning}, task=True)
+        if isinstance(out, JSONResponse):
+            return out
+        enc = encoders[kind]
+        return VectorsResponse([enc.decode(v) for v in out])
 
     @app.get("/health")
     async def health():
