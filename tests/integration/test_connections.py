@@ -1,0 +1,95 @@
+"""What only a real socket shows: a 413 a client that writes its whole body first can read, requests
+whose headers or body never arrive are cut, and connections beyond the bound get 503 at once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.servers import Server
+
+LIMIT = 1000
+
+
+@pytest.fixture(scope="module")
+def server(fp32_dir):
+    srv = Server(fp32_dir, "--payload-limit", str(LIMIT), "--client-timeout", "1.5", "--max-connections", "8")
+    yield srv
+    srv.stop()
+
+
+def post(server, body: bytes, **headers) -> tuple[int, dict]:
+    request = urllib.request.Request(server.url + "/embed_sparse", data=body,
+                                     headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_client_that_writes_its_whole_body_reads_the_413(server):
+    for size in (3 * LIMIT, 3_000_000):  # a little over, and megabytes over
+        status, body = post(server, json.dumps({"inputs": ["x" * size]}).encode())
+        assert status == 413 and body == {"error": f"request body is larger than the payload limit of {LIMIT} bytes",
+                                          "error_type": "validation"}
+    # a streamed (chunked) body with no Content-Length: refused once it passes the limit, still readable
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/embed_sparse", body=iter([b'{"inputs": ["', b"y" * 50_000, b'"]}']),
+                 headers={"content-type": "application/json"}, encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and json.loads(response.read())["error_type"] == "validation"
+    conn.close()
+    assert post(server, b'{"inputs": ["still serving"]}')[0] == 200
+
+
+def test_a_request_whose_headers_never_finish_is_cut(server):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /embed_sparse HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(0.2)
+        answer = b""
+        while time.monotonic() - started < 10 and not answer:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")  # one header every 0.2 s, never the blank line
+            except OSError:
+                break
+            try:
+                answer = sock.recv(4096)
+            except TimeoutError:
+                pass
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"error_type":"validation"' in answer and 1.4 < elapsed < 5
+
+
+def test_a_body_that_never_finishes_is_cut(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /embed_sparse HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 500\r\n\r\n{\"inputs\": [\"")
+        sock.settimeout(6)
+        started = time.monotonic()
+        data = sock.recv(4096)  # b"" once the server closes it
+        assert data == b"" and 1.0 < time.monotonic() - started < 5
+    assert post(server, b'{"inputs": ["still serving"]}')[0] == 200
+
+
+def test_connections_over_the_bound_get_503_at_once(server):
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(8)]
+    try:
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", server.port)) as extra:
+            extra.settimeout(2)
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b'"error_type":"overloaded"' in answer
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)  # the held ones are gone: the bound frees up
+    assert post(server, b'{"inputs": ["after the flood"]}')[0] == 200
