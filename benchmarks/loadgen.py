@@ -1,10 +1,14 @@
-"""Load generator for `python -m runtime serve`: N concurrent clients, a query/document mix, bounded.
+"""Load test of `python -m runtime serve`: what share of the engine's own throughput the server delivers.
 
-    python -m benchmarks.loadgen --model models/splade-tiny-fp32 --clients 32 --requests 1000
+    python -m benchmarks.loadgen --model models/splade-tiny-fp32 --clients 32 --requests 600
 
-Starts the server itself on a free loopback port, once with dynamic batching and once without
-(max batch size 1), and reports throughput, latency percentiles, the batch-size distribution from
-/metrics, and a count check that every request got exactly one correct answer.
+In one run, on the same texts: the in-process limit (every text through `SpladeEncoder.encode` in one
+call, same provider and threads), then the server (started here on a free loopback port, default
+flags unless told) under keep-alive clients: one text per request (the online case, with dynamic
+batching and without) and 32 texts per request (the bulk case). Each row reports texts/s and that
+as a fraction of the in-process limit, p50/p99/mean latency and p99 ÷ mean, the batch sizes from
+/metrics, and a check that every request got exactly its own correct answer. `--latency-requests`
+adds one client's sequential query latency beside the same queries' in-process latency.
 """
 
 from __future__ import annotations
@@ -15,75 +19,42 @@ import http.client
 import json
 import random
 import re
+import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from benchmarks import corpus
-from benchmarks.machine import machine
+from benchmarks.httpclient import Outcome, drive, post
+from benchmarks.machine import machine, write_results
 from benchmarks.serverproc import Server
 from export.validate import top_terms
 from runtime import SparseVector, SpladeEncoder
 
 RESULTS = Path(__file__).parent / "results"
+BULK = 32  # texts per request in the bulk rows
 
 
 def workload(n: int, seed: int = 0) -> list[str]:
-    """70% short queries, 30% documents of mixed length, fixed order."""
+    """70% short queries (3-10 words), 30% documents of mixed length, fixed order."""
     rng = random.Random(seed)
     docs = corpus.texts(300)
     queries = [" ".join(d.split()[:rng.randint(3, 10)]) for d in docs]
     return [rng.choice(queries) if rng.random() < 0.7 else rng.choice(docs) for _ in range(n)]
 
 
-def embed_sparse(text: str) -> tuple[str, dict]:
-    """Our server's request for one text: (path, JSON body)."""
-    return "/embed_sparse", {"inputs": text, "truncate": True}
-
-
-async def drive(url: str, texts: list[str], clients: int, time_limit: float,
-                request: Callable[[str], tuple[str, dict]] = embed_sparse,
-                answer: Callable[[dict], list] = lambda body: body) -> tuple[list, list[float], float]:
-    """Each client sends its share one request at a time; returns answers, latencies, wall time.
-    `request` makes a text's (path, body); `answer` turns a 200's JSON into our server's answer shape."""
-    answers: list = [None] * len(texts)
-    latencies: list[float] = []
-    next_index = iter(range(len(texts)))
-    deadline = time.monotonic() + time_limit
-
-    async def client(http: httpx.AsyncClient):
-        for i in next_index:
-            if time.monotonic() > deadline:
-                return
-            start = time.perf_counter()
-            path, body = request(texts[i])
-            r = await http.post(path, json=body)
-            latencies.append(time.perf_counter() - start)
-            answers[i] = answer(r.json()) if r.status_code == 200 else r.status_code
-
-    start = time.perf_counter()
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-    return answers, latencies, time.perf_counter() - start
-
-
-def batch_histogram(metrics: str) -> dict[str, float]:
-    buckets = re.findall(r'splade_batch_requests_bucket\{le="([^"]+)"\} (\S+)', metrics)
-    out, previous = {}, 0.0
-    for le, count in buckets:
-        out[le] = float(count) - previous
-        previous = float(count)
-    return out
-
-
-def _percentiles(seconds: list[float]) -> dict:
-    ms = np.array(seconds) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+def in_process_limit(encoder: SpladeEncoder, texts: list[str], passes: int = 3) -> dict:
+    """Texts/s of the same texts through one `encode` call (the engine alone): the median of `passes`."""
+    encoder.encode(texts[:64])  # warm-up
+    seconds = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        encoder.encode(texts)
+        seconds.append(time.perf_counter() - start)
+    return {"texts": len(texts), "passes": passes, "texts_per_s": len(texts) / statistics.median(seconds)}
 
 
 def in_process_latency(encoder: SpladeEncoder, queries: list[str], repeats: int) -> dict:
@@ -94,13 +65,18 @@ def in_process_latency(encoder: SpladeEncoder, queries: list[str], repeats: int)
         encoder.encode([queries[i % len(queries)]])
         if i >= 20:
             lat.append(time.perf_counter() - start)
-    return {"requests": repeats, **_percentiles(lat)}
+    return {"requests": repeats, **percentiles(lat)}
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    mean = float(ms.mean())
+    p99 = float(np.percentile(ms, 99))
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": p99, "mean_ms": mean, "p99_over_mean": p99 / mean}
 
 
 def sequential_latency(url: str, queries: list[str], repeats: int) -> dict:
-    """One client, one query at a time on a kept-alive connection: the latency a lone caller sees.
-
-    http.client rather than httpx: the client's own overhead would otherwise be part of the figure."""
+    """One client, one query at a time on a kept-alive connection: the latency a lone caller sees."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     lat, ok = [], 0
@@ -116,30 +92,19 @@ def sequential_latency(url: str, queries: list[str], repeats: int) -> dict:
                 ok += response.status == 200 and isinstance(json.loads(data), list)
     finally:
         conn.close()
-    return {"requests": repeats, "answered_200": ok, **_percentiles(lat)}
+    return {"requests": repeats, "answered_200": ok, **percentiles(lat)}
 
 
-def run(model: Path, texts: list[str], *, clients: int, batching: bool, time_limit: float, provider: str = "auto",
-        max_wait_ms: float = 5.0) -> dict:
-    flags = ["--max-concurrent-requests", str(clients * 2), "--max-client-batch-size", "1", "--provider", provider]
-    flags += ["--max-batch-size", "32", "--max-wait-ms", str(max_wait_ms)] if batching else ["--max-batch-size", "1", "--max-wait-ms", "0"]
-    server = Server(model, *flags)
-    try:
-        answers, latencies, wall = asyncio.run(drive(server.url, texts, clients, time_limit))
-        metrics = httpx.get(server.url + "/metrics").text
-    finally:
-        server.stop()
-    lat = np.array(latencies) * 1000
-    done = [a for a in answers if isinstance(a, list)]
-    return {
-        "dynamic_batching": batching, "clients": clients, "requests_sent": len(latencies), "answered_200": len(done),
-        "throughput_rps": len(done) / wall, "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99)),
-        "batch_requests_histogram": batch_histogram(metrics), "_answers": answers, "max_wait_ms": max_wait_ms if batching else 0,
-    }
+def batch_histogram(metrics: str) -> dict[str, float]:
+    buckets = re.findall(r'splade_batch_requests_bucket\{le="([^"]+)"\} (\S+)', metrics)
+    out, previous = {}, 0.0
+    for le, count in buckets:
+        out[le] = float(count) - previous
+        previous = float(count)
+    return out
 
 
-def agrees(answer: list[dict], vec, vocab: int, exact: bool) -> bool:
+def agrees(answer: list[dict], vec: SparseVector, vocab: int, exact: bool) -> bool:
     """fp32: every weight within 1e-4 of the in-process vector; fp16, int8: top-32 overlap >= 0.9."""
     got = SparseVector.from_dict({"indices": [x["index"] for x in answer], "values": [x["value"] for x in answer]})
     if exact:
@@ -148,75 +113,116 @@ def agrees(answer: list[dict], vec, vocab: int, exact: bool) -> bool:
     return len(top & top_terms(got.to_dense(vocab), 32)) >= 0.9 * len(top)
 
 
+def served(model: Path, flags: list[str], groups: list[list[str]], *, clients: int, time_limit: float) -> dict:
+    """Start the server with `flags`, send each group of texts as one /embed_sparse request; outcomes and figures."""
+    server = Server(model, *flags)
+    try:
+        host = f"127.0.0.1:{server.port}"
+        requests = [post(host, "/embed_sparse", {"inputs": g, "truncate": True}) for g in groups]
+        outcomes, wall = asyncio.run(drive("127.0.0.1", server.port, requests, clients, time_limit))
+        metrics = httpx.get(server.url + "/metrics").text
+    finally:
+        server.stop()
+    sent = [o for o in outcomes if o is not None]
+    texts_done = sum(len(g) for g, o in zip(groups, outcomes) if o is not None and o.status == 200)
+    return {"flags": " ".join(flags) or "(defaults)", "clients": min(clients, len(groups)),
+            "texts_per_request": max(len(g) for g in groups), "requests_sent": len(sent),
+            "answered_200": sum(o.status == 200 for o in sent), "texts_per_s": texts_done / wall,
+            **percentiles([o.seconds for o in sent]), "batch_requests_histogram": batch_histogram(metrics),
+            "_outcomes": outcomes}
+
+
+def check(row: dict, groups: list[list[int]], expected: list[SparseVector], vocab: int, exact: bool) -> dict:
+    """Every request sent got exactly its own texts' vectors (fp32: every weight; else the top-32 terms)."""
+    outcomes: list[Outcome | None] = row.pop("_outcomes")
+    one_each, agreeing, total = True, 0, 0
+    for group, outcome in zip(groups, outcomes):
+        if outcome is None:
+            continue
+        answer = outcome.json() if outcome.status == 200 else None
+        one_each &= isinstance(answer, list) and len(answer) == len(group)
+        for i, vec in zip(group, answer or []):
+            agreeing += agrees(vec, expected[i], vocab, exact)
+        total += len(group)
+    return {**row, "exactly_its_answers": one_each, "agrees_with_in_process": agreeing / max(total, 1)}
+
+
+def table(result: dict) -> str:
+    m, limit = result["machine"], result["in_process"]["texts_per_s"]
+    gpu = f", {m['gpu']}" if "gpu" in m else ""
+    lines = [f"Machine: {m['cpu']} ({m['cores']} cores{gpu}); model {result['model']}, provider {result['provider']}",
+             f"Command: `{result['command']}`", "",
+             f"In-process limit (the same {result['in_process']['texts']} texts through one `encode` call): "
+             f"{limit:.1f} texts/s", "",
+             "| server flags | clients | texts per request | answered | texts/s | of in-process | p50 ms | p99 ms "
+             "| mean ms | p99 ÷ mean | requests per batch | exactly its answers | agrees with in-process |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        hist = ", ".join(f"≤{k}: {int(v)}" for k, v in r["batch_requests_histogram"].items() if v)
+        lines.append(f"| {r['flags']} | {r['clients']} | {r['texts_per_request']} | {r['answered_200']}/{r['requests_sent']} "
+                     f"| {r['texts_per_s']:.1f} | {r['texts_per_s'] / limit:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                     f"| {r['mean_ms']:.1f} | {r['p99_over_mean']:.2f} | {hist} | {r['exactly_its_answers']} "
+                     f"| {r['agrees_with_in_process']:.1%} |")
+    if "sequential_query_latency" in result:
+        q, i = result["sequential_query_latency"], result["in_process_query_latency"]
+        lines += ["", f"One client, sequential queries: {q['answered_200']}/{q['requests']} answered, p50 "
+                  f"{q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms; in process: p50 {i['p50_ms']:.2f} ms, p99 "
+                  f"{i['p99_ms']:.2f} ms; the server adds {q['p50_ms'] - i['p50_ms']:.2f} ms at p50 "
+                  f"({q['p50_ms'] / i['p50_ms']:.2f}× the in-process p50)."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, help="exported model folder")
-    p.add_argument("--clients", type=int, default=32, help="concurrent clients. Default: %(default)s")
-    p.add_argument("--requests", type=int, default=1000, help="requests per run. Default: %(default)s")
+    p.add_argument("--clients", type=int, default=32, help="concurrent clients, one text per request. Default: %(default)s")
+    p.add_argument("--bulk-clients", type=int, default=4,
+                   help=f"concurrent clients of the bulk rows ({BULK} texts per request; 0 skips them). Default: %(default)s")
+    p.add_argument("--requests", type=int, default=600, help="texts per run. Default: %(default)s")
     p.add_argument("--time-limit", type=float, default=120, help="seconds per run at most. Default: %(default)s")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="loadgen", help="result file stem. Default: %(default)s")
-    p.add_argument("--provider", default="cpu", help="the server's --provider (and the in-process check's). Default: %(default)s")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="the batching run's --max-wait-ms. Default: %(default)s")
+    p.add_argument("--provider", default="cpu", help="the server's --provider (and the in-process one's). Default: %(default)s")
+    p.add_argument("--flags", default="", help="more server flags for every row, e.g. '--max-wait-ms 2'")
+    p.add_argument("--no-unbatched", action="store_true", help="skip the online row without dynamic batching")
     p.add_argument("--latency-requests", type=int, default=0,
                    help="also measure one client's sequential query latency over this many requests (0: skip)")
     args = p.parse_args(argv)
     texts = workload(args.requests)
     encoder = SpladeEncoder(args.model, provider=args.provider)
-    expected = encoder.encode(texts)
-    vocab = encoder.manifest.vocab_size
-    # fp32: every weight matches; int8 (scales depend on the batch) and fp16 (kernels and rounding depend
-    # on the batch shape): the top-32 terms match
+    expected, vocab = encoder.encode(texts), encoder.manifest.vocab_size
+    # fp32: every weight matches; int8 (scales depend on the batch) and fp16 (kernels depend on the batch
+    # shape): the top-32 terms match
     exact = encoder.manifest.precision == "fp32"
     queries = [t for t in texts if len(t.split()) <= 10]
-    if args.latency_requests:  # before the servers start: measured alone, on the same queries
-        in_process = in_process_latency(encoder, queries, args.latency_requests)
+    limit = in_process_limit(encoder, texts)  # measured alone, before any server starts
+    in_process_query = in_process_latency(encoder, queries, args.latency_requests) if args.latency_requests else None
     del encoder
+    base = ["--provider", args.provider, *args.flags.split()]
+    single = [[i] for i in range(len(texts))]
+    bulk = [list(range(s, min(s + BULK, len(texts)))) for s in range(0, len(texts), BULK)]
+    plans = [(base, single, args.clients)]
+    if not args.no_unbatched:
+        plans.append((base + ["--max-batch-size", "1", "--max-wait-ms", "0"], single, args.clients))
+    if args.bulk_clients:
+        plans.append((base, bulk, args.bulk_clients))
     runs = []
-    for batching in (True, False):
-        r = run(args.model, texts, clients=args.clients, batching=batching, time_limit=args.time_limit,
-                provider=args.provider, max_wait_ms=args.max_wait_ms)
-        answers = r.pop("_answers")
-        sent = [i for i, a in enumerate(answers) if a is not None]
-        r["exactly_one_answer"] = all(isinstance(answers[i], list) and len(answers[i]) == 1 for i in sent)
-        r["matches_in_process"] = sum(
-            agrees(answers[i][0], expected[i], vocab, exact) for i in sent if isinstance(answers[i], list)) / max(len(sent), 1)
-        runs.append(r)
-        print(json.dumps(r), file=sys.stderr)
-    result = {"machine": machine(), "model": str(args.model), "command": "python -m benchmarks.loadgen "
-              + " ".join(argv if argv is not None else sys.argv[1:]), "date": time.strftime("%Y-%m-%d"), "runs": runs}
-    if args.latency_requests:
-        server = Server(args.model, "--provider", args.provider, "--max-wait-ms", "0")
+    for flags, groups, clients in plans:
+        row = served(args.model, flags, [[texts[i] for i in g] for g in groups], clients=clients,
+                     time_limit=args.time_limit)
+        runs.append(check(row, groups, expected, vocab, exact))
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    result = {"machine": machine(), "model": str(args.model), "provider": args.provider, "date": time.strftime("%Y-%m-%d"),
+              "command": "python -m benchmarks.loadgen " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "in_process": limit, "runs": runs}
+    if in_process_query is not None:
+        server = Server(args.model, *base)
         try:
             result["sequential_query_latency"] = sequential_latency(server.url, queries, args.latency_requests)
         finally:
             server.stop()
-        result["in_process_query_latency"] = in_process
-        print(json.dumps(result["sequential_query_latency"]), json.dumps(in_process), file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    gpu = f", {result['machine']['gpu']}" if "gpu" in result["machine"] else ""
-    lines = [f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores{gpu}); model {args.model}, provider {args.provider}",
-             f"Command: `{result['command']}`", "",
-             "| dynamic batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | requests per batch "
-             "| one answer each | agrees with in-process |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        hist = ", ".join(f"≤{k}: {int(v)}" for k, v in r["batch_requests_histogram"].items() if v)
-        mode = f"on (wait {r['max_wait_ms']:g} ms)" if r["dynamic_batching"] else "off"
-        lines.append(f"| {mode} | {r['clients']} | {r['answered_200']}/{r['requests_sent']} "
-                     f"| {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {hist} "
-                     f"| {r['exactly_one_answer']} | {r['matches_in_process']:.1%} |")
-    if "sequential_query_latency" in result:
-        q = result["sequential_query_latency"]
-        lines += ["", f"One client, sequential queries (--max-wait-ms 0): {q['answered_200']}/{q['requests']} answered, "
-                  f"p50 {q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms, mean {q['mean_ms']:.2f} ms"]
-        if "in_process_query_latency" in result:
-            i = result["in_process_query_latency"]
-            lines.append(f"The same queries through `SpladeEncoder.encode` in process: p50 {i['p50_ms']:.2f} ms, "
-                         f"p99 {i['p99_ms']:.2f} ms; the server adds {q['p50_ms'] - i['p50_ms']:.2f} ms at p50.")
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        result["in_process_query_latency"] = in_process_query
+    write_results(args.out, args.name, result, table(result))
     return 0
 
 
