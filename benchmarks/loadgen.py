@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="loadgen", help="result file stem. Default: %(default)s")
     p.add_argument("--provider", default="cpu", help="the server's --provider (and the in-process one's). Default: %(default)s")
-    p.add_argument("--flags", default="", help="more server flags for every row, e.g. '--max-wait-ms 2'")
+    p.add_argument("--max-wait-ms", type=float, default=None,
+                   help="the server's --max-wait-ms in the batching rows (default: the server's own)")
+    p.add_argument("--flags", default="", help="more server flags for every row, e.g. '--max-batch-size 64'")
     p.add_argument("--no-unbatched", action="store_true", help="skip the online row without dynamic batching")
     p.add_argument("--latency-requests", type=int, default=0,
                    help="also measure one client's sequential query latency over this many requests (0: skip)")
@@ -201,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     base = ["--provider", args.provider, *args.flags.split()]
     single = [[i] for i in range(len(texts))]
     bulk = [list(range(s, min(s + BULK, len(texts)))) for s in range(0, len(texts), BULK)]
-    plans = [(base, single, args.clients)]
+    batching = base + ([] if args.max_wait_ms is None else ["--max-wait-ms", f"{args.max_wait_ms:g}"])
+    plans = [(batching, single, args.clients)]
     if not args.no_unbatched:
         plans.append((base + ["--max-batch-size", "1", "--max-wait-ms", "0"], single, args.clients))
     if args.bulk_clients:
-        plans.append((base, bulk, args.bulk_clients))
+        plans.append((batching, bulk, args.bulk_clients))
     runs = []
     for flags, groups, clients in plans:
         row = served(args.model, flags, [[texts[i] for i in g] for g in groups], clients=clients,

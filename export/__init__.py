@@ -10,20 +10,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from export.errors import ExportError, ModelSourceError, UnsupportedModelError, ValidationError
-    from export.pipeline import ExportConfig, export_model
+    from export.config import ExportConfig
+    from export.errors import (
+        ExportConfigError,
+        ExportError,
+        ModelSourceError,
+        OutputFolderError,
+        StFolderError,
+        UnsupportedModelError,
+        ValidationError,
+    )
+    from export.pipeline import ExportResult, export_model
     from export.validate import Bounds
 
 _WHERE = {
     "Bounds": "export.validate",
-    "ExportConfig": "export.pipeline", "export_model": "export.pipeline",
-    "ExportError": "export.errors", "ModelSourceError": "export.errors",
-    "UnsupportedModelError": "export.errors", "ValidationError": "export.errors",
+    "ExportConfig": "export.config", "ExportResult": "export.pipeline", "export_model": "export.pipeline",
+    **{name: "export.errors" for name in ("ExportError", "ExportConfigError", "ModelSourceError", "OutputFolderError",
+                                          "StFolderError", "UnsupportedModelError", "ValidationError")},
 }
 
 __all__ = [
-    "Bounds", "ExportConfig", "ExportError", "ModelSourceError", "UnsupportedModelError", "ValidationError",
-    "export_model",
+    "Bounds", "ExportConfig", "ExportConfigError", "ExportError", "ExportResult", "ModelSourceError",
+    "OutputFolderError", "StFolderError", "UnsupportedModelError", "ValidationError", "export_model",
 ]
 
 

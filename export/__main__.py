@@ -11,7 +11,7 @@ from export.pipeline import ExportConfig, export_model
 from export.sources import DEFAULT_MODEL, TINY_ALIAS
 from export.validate import Bounds
 from runtime.errors import SpladeError
-from runtime.manifest import Precision, load_manifest
+from runtime.manifest import Precision
 
 _D = ExportConfig()  # flag defaults are the config's own
 
@@ -26,11 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", default=DEFAULT_MODEL,
                      help=f"hub id, local folder, or '{TINY_ALIAS}' (the embedded 2-layer default). Default: %(default)s")
     src.add_argument("--output", type=Path, default=None,
-                     help="folder to write (default: models/<model name>-<precision>)")
+                     help="folder to write (default: models/<model name>-<precision>): new, empty, or a previous export "
+                     "of this tool, which is replaced once the new one is complete. Refused: the source folder, a "
+                     "folder inside it, and a folder holding other files")
     prec = p.add_argument_group("precision (one of; default fp32)")
     excl = prec.add_mutually_exclusive_group()
     excl.add_argument("--fp16", action="store_true", help="half-precision weights and compute, for GPU providers")
-    excl.add_argument("--int8", action="store_true", help="dynamic int8 quantization, for CPU deployment")
+    excl.add_argument("--int8", action="store_true",
+                      help="int8 quantization for CPU deployment: static (activation scales calibrated once at export, "
+                      "a text's vector does not depend on its batch) unless --int8-scales dynamic")
     prec.add_argument("--int8-scales", choices=["static", "dynamic"], default=_D.int8_scales,
                       help="with --int8: activation scales calibrated once on the shipped texts (a text's vector does "
                       "not depend on its batch) or taken per run (per batch). Default: %(default)s")
@@ -76,17 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             int8_scales=args.int8_scales,
             bounds=Bounds(min_top32_overlap=args.min_overlap),
         )
-        manifest = export_model(cfg)
-    except (SpladeError, ValueError, OSError) as exc:  # every export error, bad flag values, unwritable output
+        result = export_model(cfg)
+    except SpladeError as exc:  # every export error, bad flag values and an unwritable output among them
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = Path(cfg.output or f"models/{manifest.source_model.split('#')[0].split('/')[-1]}-{precision}")
-    if manifest.source_model.endswith("#document"):  # a Router folder: document and query models
-        query = load_manifest(out / "query", verify=False)
-        print(f"wrote {out / 'document'} ({manifest.precision}, {manifest.pooling} pooling, top-k {manifest.top_k}, "
-              f"max length {manifest.max_length}) and {out / 'query'} ({query.kind}, max length {query.max_length})")
-        return 0
-    print(f"wrote {out} ({manifest.precision}, {manifest.pooling} pooling, top-k {manifest.top_k}, max length {manifest.max_length})")
+    for name, folder in result.folders.items():
+        m = result.manifests[name]
+        what = (f"{m.precision}, {m.pooling} pooling, top-k {m.top_k}" if m.kind == "splade" else m.kind)
+        print(f"wrote {folder} ({what}, max length {m.max_length})")
+    if result.replaced:
+        print(f"(replaced the previous export in {result.output})")
     return 0
 
 

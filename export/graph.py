@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from export.errors import UnsupportedModelError
+from export.errors import ExportConfigError, UnsupportedModelError
 from runtime.manifest import Pooling
 
 # How max pooling reduces each [tokens, chunk] block: ReduceMax over the token axis, or GlobalMaxPool
@@ -70,11 +70,11 @@ class SpladeGraph(nn.Module):
                  max_reduction: MaxReduction = "reducemax", activation: Activation = "relu"):
         super().__init__()
         if pooling not in ("max", "sum"):
-            raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+            raise ExportConfigError(f"pooling must be 'max' or 'sum', got {pooling!r}")
         if max_reduction not in ("reducemax", "globalmaxpool"):
-            raise ValueError(f"max_reduction must be 'reducemax' or 'globalmaxpool', got {max_reduction!r}")
+            raise ExportConfigError(f"max_reduction must be 'reducemax' or 'globalmaxpool', got {max_reduction!r}")
         if activation not in ("relu", "log1p_relu"):
-            raise ValueError(f"activation must be 'relu' or 'log1p_relu', got {activation!r}")
+            raise ExportConfigError(f"activation must be 'relu' or 'log1p_relu', got {activation!r}")
         self.mlm = mlm
         self.pooling = pooling
         self.activation = activation
@@ -136,7 +136,7 @@ def example_inputs(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     batch = tokenizer(["what is a test", "hello"], padding=True, return_tensors="pt")
     ids, mask = batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
     if ids.shape[1] < 3 or bool(mask.all()):
-        raise ValueError("the tokenizer did not produce a padded batch for tracing (no pad token?)")
+        raise UnsupportedModelError("the tokenizer did not produce a padded batch for tracing (no pad token?)")
     return ids, mask
 
 

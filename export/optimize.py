@@ -19,6 +19,8 @@ from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.onnx_model import OnnxModel
 from onnxruntime.transformers.optimizer import optimize_model
 
+from export.errors import UnsupportedModelError
+
 
 @contextlib.contextmanager
 def quiet_root_logger() -> Iterator[None]:
@@ -62,7 +64,7 @@ def pooling_reductions(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """The ReduceMax/ReduceSum (or GlobalMaxPool) nodes over the sequence axis, one per vocabulary chunk."""
     found = [n for n in model.graph.node if n.op_type in ("ReduceMax", "ReduceSum", "GlobalMaxPool")]
     if not found:
-        raise ValueError("could not find the pooling reduction in the graph")
+        raise UnsupportedModelError("could not find the pooling reduction in the graph")
     return found
 
 

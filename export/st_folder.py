@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from export.errors import StFolderError
+
+__all__ = ["Route", "SpladeRoute", "StFolderError", "StaticRoute", "is_st_folder", "read_routes"]
+
 MODULES_FILE = "modules.json"
 ROUTER_CONFIG = "router_config.json"
 _UNLIMITED = 1_000_000  # tokenizers saved without a length limit report 1e30
-
-
-class StFolderError(ValueError):
-    """The folder's modules.json describes a pipeline this exporter cannot reproduce."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from export import validate as fidelity
+from export.errors import StFolderError
 from export.st_reference import Reference
 from runtime.manifest import MAX_LENGTH_CEILING, Manifest, sha256_of
 
@@ -29,16 +30,16 @@ UNLIMITED = MAX_LENGTH_CEILING
 def _weights(folder: Path) -> np.ndarray:
     path = folder / "model.safetensors"
     if not path.is_file():
-        raise ValueError(f"{folder}: SparseStaticEmbedding without model.safetensors (re-save it with "
+        raise StFolderError(f"{folder}: SparseStaticEmbedding without model.safetensors (re-save it with "
                          "safe_serialization=True)")
     from safetensors.numpy import load_file
 
     tensors = load_file(str(path))
     if "weight" not in tensors or tensors["weight"].ndim != 1:
-        raise ValueError(f"{path}: expected one 1-D tensor named 'weight', found {sorted(tensors)}")
+        raise StFolderError(f"{path}: expected one 1-D tensor named 'weight', found {sorted(tensors)}")
     weights = tensors["weight"].astype(np.float32)
     if (weights < 0).any():
-        raise ValueError(f"{path}: {int((weights < 0).sum())} negative weights; sparse vectors here hold "
+        raise StFolderError(f"{path}: {int((weights < 0).sum())} negative weights; sparse vectors here hold "
                          "positive weights only")
     return weights
 
@@ -55,13 +56,24 @@ def export_static_query(folder: Path, out: Path, *, source_name: str, source_rev
     """Write the static query model for `folder` into `out`; validate it against `reference` when given.
 
     Raises:
-        ValueError: no fast tokenizer or no usable weights in the folder.
+        StFolderError: no fast tokenizer or no usable weights in the folder (also a ValueError).
         ValidationError: the runtime's vectors differ from the reference.
     """
-    from runtime.core.static import StaticQueryEncoder
+    manifest = write_static_query(folder, out, source_name=source_name, source_revision=source_revision,
+                                  versions=versions)
+    if reference is None:
+        return manifest
+    manifest, failures = validate_static_query(folder, out, manifest, reference)
+    if failures:
+        raise fidelity.ValidationError(f"{out}: validation failed: " + "; ".join(failures))
+    return manifest
 
+
+def write_static_query(folder: Path, out: Path, *, source_name: str, source_revision: str,
+                       versions: dict[str, str]) -> Manifest:
+    """Tokenizer files, `query_weights.npy` and the manifest (validation pending) into `out`."""
     if not (folder / "tokenizer.json").is_file():
-        raise ValueError(f"{folder}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer")
+        raise StFolderError(f"{folder}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer")
     weights = _weights(folder)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -79,9 +91,16 @@ def export_static_query(folder: Path, out: Path, *, source_name: str, source_rev
         kind="static-query",
     )
     manifest.write(out)
-    if reference is None:
-        return manifest
+    return manifest
+
+
+def validate_static_query(folder: Path, out: Path, manifest: Manifest,
+                          reference: Reference) -> tuple[Manifest, list[str]]:
+    """Encode the validation texts with the runtime's StaticQueryEncoder from `out`, compare with `reference`,
+    and rewrite the manifest with the figures; returns it and the failed bounds ([] when it passed)."""
     from transformers import AutoTokenizer
+
+    from runtime.core.static import StaticQueryEncoder
 
     texts = fidelity.validation_texts(AutoTokenizer.from_pretrained(folder), min(manifest.max_length, 512))
     encoder = StaticQueryEncoder(out)
@@ -93,6 +112,4 @@ def export_static_query(folder: Path, out: Path, *, source_name: str, source_rev
     manifest.write(out)
     log.info("-[%s] static query model: max |diff| %.2e, top-32 overlap %.3f", "x" if failures else "✓",
              fid.max_abs_diff, fid.top32_overlap)
-    if failures:
-        raise fidelity.ValidationError(f"{out}: validation failed: " + "; ".join(failures))
-    return manifest
+    return manifest, failures

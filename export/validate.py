@@ -1,18 +1,27 @@
-"""Validation of an exported graph against PyTorch: the transformers MLM plus the SPLADE formula."""
+"""Validate: a written folder, run through the runtime's own encoder on CPU, against PyTorch (the transformers
+MLM plus the SPLADE formula, or sentence-transformers itself); the figures, bounds and manifest block."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from export.errors import ValidationError
+from export.st_reference import Reference
 
-if TYPE_CHECKING:  # torch and onnxruntime load only when a validation runs (loadgen needs top_terms alone)
-    import onnxruntime as ort
+if TYPE_CHECKING:  # torch and the runtime's encoder load only when a validation runs (loadgen needs top_terms alone)
+    from export.load import LoadedModel
+    from runtime.core.encoder import SpladeEncoder
 
-__all__ = ["Bounds", "Fidelity", "ValidationError", "check", "compare", "top_terms"]
+log = logging.getLogger("export")
+
+
+__all__ = ["Bounds", "Fidelity", "ValidationError", "check", "compare", "record", "reference_for", "top_terms",
+           "validate_folders", "validation_texts"]
 
 _PASSAGE = (
     "The Manhattan Project was a research and development undertaking during World War II that "
@@ -70,17 +79,70 @@ def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_len
     return np.stack(rows)
 
 
-def graph_weights(session: ort.InferenceSession, tokenizer, texts: list[str], *, max_length: int, vocab: int) -> np.ndarray:
-    """Dense weights [n, vocab] from the ONNX graph on one padded batch (exercises the mask)."""
-    batch = tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=max_length)
-    feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
-    outputs = session.run(None, feed)
-    if len(outputs) == 1:
-        return outputs[0]
-    values, indices = outputs
+def runtime_weights(encoder: SpladeEncoder, texts: list[str], vocab: int) -> np.ndarray:
+    """Dense weights [n, vocab] from a written folder through the runtime's own encoder, in one padded batch.
+
+    The texts' lengths differ, so the batch exercises the attention mask; `sort_by_length=False` keeps
+    them in one batch (sorted, the encoder would group only texts of similar length). Where the texts
+    at max length exceed the encoder's tokens-per-batch budget (max length over ~2,300), it runs a few
+    batches, each still padded.
+    """
+    vectors = encoder.encode(texts, truncate=True, batch_size=len(texts), sort_by_length=False)
     dense = np.zeros((len(texts), vocab), dtype=np.float32)
-    np.put_along_axis(dense, indices.astype(np.int64), values, axis=1)
+    for row, vec in enumerate(vectors):
+        dense[row, vec.indices] = vec.values
     return dense
+
+
+def validate_folders(folders: dict[str, Path], reference: np.ndarray, texts: list[str], *, top_k: int,
+                     vocab: int) -> dict[str, Fidelity]:
+    """Each precision's folder, loaded as users load it (SpladeEncoder on CPU), against the reference weights.
+
+    A folder the CPU provider cannot run (e.g. an ORT build without fp16 CPU kernels) is recorded as skipped.
+    """
+    from runtime.core.encoder import SpladeEncoder
+    from runtime.errors import ProviderError
+
+    results = {}
+    for precision, folder in folders.items():
+        try:
+            encoder = SpladeEncoder(folder, provider="cpu", allow_failed_validation=True)
+        except ProviderError as exc:
+            results[precision] = Fidelity.skip(f"CPU provider cannot run it: {str(exc).splitlines()[0][:300]}")
+            continue
+        try:
+            got = runtime_weights(encoder, texts, vocab)
+        except RuntimeError as exc:  # e.g. non-finite weights (an fp16 overflow), refused by the encoder
+            raise ValidationError(f"{folder}: the {precision} graph could not encode the validation texts "
+                                  f"({str(exc).splitlines()[0][:300]})") from exc
+        results[precision] = compare(reference, got, top_k=top_k)
+    return results
+
+
+def reference_for(model: LoadedModel, *, st_folder: Path | None, st_route: str | None) -> tuple[Reference, str]:
+    """What the graph is compared with, and its name for the manifest: sentence-transformers' own encode
+    for a SparseEncoder folder (when installed), else the transformers MLM and the SPLADE formula."""
+    if st_folder is not None and st_route is not None:
+        from export import st_reference
+
+        name = f"sentence-transformers {st_reference.version()} " + (f"encode_{st_route}" if st_route else "encode")
+        return st_reference.st_reference(st_folder, st_route, max_length=model.max_length), name
+
+    def formula(texts: list[str]) -> np.ndarray:
+        return reference_weights(model.mlm, model.tokenizer, texts, pooling=model.pooling,
+                                 max_length=model.max_length, activation=model.activation)
+
+    return formula, "transformers MLM + SPLADE formula"
+
+
+def log_results(results: dict[str, Fidelity], failures: list[str]) -> None:
+    for precision, fid in results.items():
+        if fid.skipped:
+            log.info("-[!] %s validation skipped: %s", precision, fid.skipped)
+        else:
+            log.info("-[%s] %s: max |diff| %.2e, top-32 overlap %.3f, cosine %.6f",
+                     "x" if any(f.startswith(precision) for f in failures) else "✓",
+                     precision, fid.max_abs_diff, fid.top32_overlap, fid.cosine)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-from benchmarks.corpus import texts as corpus_texts  # noqa: E402
 from runtime import SpladeEncoder  # noqa: E402
 from runtime.jobs.ray import actor_resources  # noqa: E402
+from tests.corpus import texts as corpus_texts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from benchmarks.corpus import texts as corpus_texts  # noqa: E402
 from runtime import SpladeEncoder  # noqa: E402
 from runtime.jobs.ray import encode_dataset  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.corpus import texts as corpus_texts  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks import loadgen, triton_load
+from benchmarks.httpclient import drive
 from runtime import SpladeEncoder
 from runtime.triton.repository import TritonConfig, write_repository
 from runtime.triton.server import TritonServer, TritonUnavailable
@@ -191,11 +192,14 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, encoder):
 
 
 def test_load_generator_drives_triton_and_checks_every_answer(server, encoder):
-    """benchmarks.triton_load's Triton row: loadgen's client loop, answers in our server's shape, all checked."""
+    """benchmarks.triton_load's Triton row: the same keep-alive clients as our rows, answers in our server's shape."""
     texts = loadgen.workload(24)
-    answers, latencies, _ = asyncio.run(loadgen.drive(f"http://{server.http_url}", texts, 4, 60,
-                                                      triton_load.triton_request, triton_load.triton_answer))
-    assert len(latencies) == len(texts) and all(isinstance(a, list) and len(a) == 1 for a in answers)
+    host, port = server.http_url.split(":")
+    requests = [triton_load.triton_request(server.http_url, t) for t in texts]
+    outcomes, _ = asyncio.run(drive(host, int(port), requests, 4, 60))
+    assert all(o is not None and o.status == 200 for o in outcomes)
+    answers = [triton_load.triton_answer(o.json()) for o in outcomes]
+    assert all(len(a) == 1 for a in answers)
     expected = encoder.encode(texts)
     assert all(loadgen.agrees(a[0], vec, encoder.manifest.vocab_size, exact=True) for a, vec in zip(answers, expected))
     assert not loadgen.agrees(answers[0][0], expected[1], encoder.manifest.vocab_size, exact=True) or texts[0] == texts[1]

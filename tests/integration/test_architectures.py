@@ -39,7 +39,7 @@ def arch_exports(tmp_path_factory, tiny_tokenizers):
     def get(arch: str):
         if arch not in made:
             src = tiny_models.build(arch, root / f"{arch}-src", tiny_tokenizers)
-            manifest = export_model(ExportConfig(model=str(src), output=root / arch, top_k=0))
+            manifest = export_model(ExportConfig(model=str(src), output=root / arch, top_k=0)).manifest
             made[arch] = (src, root / arch, manifest)
         return made[arch]
 

@@ -98,7 +98,7 @@ def test_distilbert_exports_and_validates(tmp_path, tiny_source, reference):
     src = tmp_path / "distil"
     DistilBertForMaskedLM(config).save_pretrained(src)
     AutoTokenizer.from_pretrained(tiny_source).save_pretrained(src)
-    m = export_model(ExportConfig(model=str(src), output=tmp_path / "out", top_k=64))
+    m = export_model(ExportConfig(model=str(src), output=tmp_path / "out", top_k=64)).manifest
     assert m.architecture == "DistilBertForMaskedLM" and m.validation["passed"]
     assert m.validation["fp32"]["max_abs_diff"] < 1e-4
 
@@ -170,10 +170,11 @@ def test_validation_failure_exits_nonzero(tmp_path, capsys):
 def test_unchunked_head_and_fp32_head_in_int8(tmp_path, reference):
     from export.optimize import head_matmuls
 
-    whole = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "whole", vocab_chunk=0))
+    whole = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "whole", vocab_chunk=0)).manifest
     assert whole.validation["fp32"]["max_abs_diff"] < 1e-4
     assert len(head_matmuls(onnx.load(str(tmp_path / "whole" / "model.onnx")))) == 1
-    kept = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "kept", precision="int8", int8_head=False))
+    kept = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "kept", precision="int8",
+                                     int8_head=False)).manifest
     graph = onnx.load(str(tmp_path / "kept" / "model.onnx"))
     heads = head_matmuls(graph)
     assert len(heads) == -(-30522 // 2048), "one fp32 MatMul per vocabulary chunk"

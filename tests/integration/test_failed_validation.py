@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
-from benchmarks.serverproc import Server
 from export import ExportConfig, export_model
 from export.validate import Bounds, ValidationError
 from runtime import ModelFolderError, SpladeEncoder
 from tests.conftest import assert_matches
+from tests.servers import AppServer, Server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,13 +61,10 @@ def test_cli_refuses_then_allows(failed_dir):
     assert "failed validation" in allowed.stderr and json.loads(allowed.stdout)[0]
 
 
-def test_server_refuses_then_serves(failed_dir):
-    with pytest.raises(RuntimeError, match="failed its validation"):
+def test_server_refuses_then_serves(failed_dir, caplog):
+    with pytest.raises(RuntimeError, match="failed its validation"):  # `serve` exits before it listens
         Server(failed_dir)
-    srv = Server(failed_dir, "--allow-failed-validation")
-    try:
-        r = httpx.post(srv.url + "/embed_sparse", json={"inputs": "what is splade"}, timeout=30)
+    with caplog.at_level(logging.WARNING, logger="runtime"), AppServer(failed_dir, "--allow-failed-validation") as srv:
+        r = srv.post("/embed_sparse", json={"inputs": "what is splade"})
         assert r.status_code == 200 and len(r.json()[0]) > 0
-    finally:
-        out = srv.stop()
-    assert "failed validation" in out
+    assert "failed validation" in caplog.text

@@ -26,7 +26,7 @@ def test_manifest_triton_and_sources_need_no_torch_nor_onnxruntime():
 
 
 def test_loadgen_needs_no_torch():
-    assert loaded_after("benchmarks.loadgen") == {"onnxruntime"}
+    assert loaded_after("benchmarks.loadgen") <= {"onnxruntime"}  # onnxruntime loads with the first session
 
 
 def test_triton_cli_runs_without_torch(fp32_dir, tmp_path):

@@ -48,7 +48,7 @@ def test_same_vector_alone_in_a_batch_and_shuffled(static_int8):
 def test_dynamic_scales_remain_available_and_do_depend_on_the_batch(tmp_path):
     from export import ExportConfig, export_model
 
-    manifest = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "dyn", precision="int8", int8_scales="dynamic"))
+    manifest = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "dyn", precision="int8", int8_scales="dynamic")).manifest
     assert manifest.quantization == "int8-dynamic"
     enc = SpladeEncoder(tmp_path / "dyn", provider="cpu")
     texts = mixed_texts()

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import numpy as np
 
-from benchmarks.serverproc import Server
 from runtime import SpladeEncoder
 from runtime.serving.app import create_app
+from tests.servers import AppServer
 
 LONG = "Sparse retrieval with learned term weights. " * 120
 
@@ -37,15 +37,12 @@ def test_health_is_503_until_warmed_up_and_while_draining(fp32_dir):
 def test_serve_with_a_query_model(exports, fp32_dir):
     """`--query-model`: kind=query goes to the query folder (its own max length), documents to --model."""
     query_dir = exports(max_length=64, validate=False)
-    srv = Server(fp32_dir, "--query-model", str(query_dir), "--max-wait-ms", "2")
-    try:
-        info = httpx.get(srv.url + "/info").json()
+    with AppServer(fp32_dir, "--query-model", str(query_dir), "--max-wait-ms", "2") as srv:
+        info = srv.get("/info").json()
         assert info["query"]["max_input_length"] == 64 and info["document"]["max_input_length"] == 512
-        q = httpx.post(srv.url + "/encode", json={"inputs": [LONG], "kind": "query"}, timeout=60).json()
-        d = httpx.post(srv.url + "/encode", json={"inputs": [LONG], "kind": "document"}, timeout=60).json()
-        tei = httpx.post(srv.url + "/embed_sparse", json={"inputs": LONG, "truncate": True}, timeout=60).json()
-    finally:
-        srv.stop()
+        q = srv.post("/encode", json={"inputs": [LONG], "kind": "query"}).json()
+        d = srv.post("/encode", json={"inputs": [LONG], "kind": "document"}).json()
+        tei = srv.post("/embed_sparse", json={"inputs": LONG, "truncate": True}).json()
     query, document = SpladeEncoder(query_dir, provider="cpu"), SpladeEncoder(fp32_dir, provider="cpu")
     assert q["kind"] == "query" and q["data"][0]["indices"] == query.encode([LONG])[0].indices.tolist()
     assert np.allclose(q["data"][0]["values"], query.encode([LONG])[0].values, atol=1e-6)

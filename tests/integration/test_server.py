@@ -1,4 +1,5 @@
-"""The real HTTP server (uvicorn subprocess on a free loopback port) with splade-tiny."""
+"""The HTTP server with splade-tiny: in process (the app `serve` builds, its lifespan running), and as a
+uvicorn subprocess on a free loopback port where the process itself is under test (flood then exit, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,17 @@ import httpx
 import numpy as np
 import pytest
 
-from benchmarks.serverproc import Server
 from runtime import SpladeEncoder
 from tests.conftest import assert_matches
+from tests.servers import AppServer, Server
 
 LONG = "Sparse retrieval with learned term weights. " * 120
 
 
 @pytest.fixture(scope="module")
 def server(fp32_dir):
-    srv = Server(fp32_dir, "--max-client-batch-size", "8", "--max-wait-ms", "5")
-    yield srv
-    srv.stop()
+    with AppServer(fp32_dir, "--max-client-batch-size", "8", "--max-wait-ms", "5") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def encoder(fp32_dir):
 
 def test_embed_sparse_is_tei_shaped_and_equals_encode(server, encoder, reference):
     texts = ["what is splade", "", "Paris is the capital of France."]
-    r = httpx.post(server.url + "/embed_sparse", json={"inputs": texts})
+    r = server.post("/embed_sparse", json={"inputs": texts})
     assert r.status_code == 200
     body = r.json()
     assert isinstance(body, list) and len(body) == 3
@@ -44,19 +44,19 @@ def test_embed_sparse_is_tei_shaped_and_equals_encode(server, encoder, reference
         values = [i["value"] for i in row]
         assert values == sorted(values, reverse=True) and min(values) > 0
         assert_matches(vec, reference.encode(text))
-    single = httpx.post(server.url + "/embed_sparse", json={"inputs": "what is splade"}).json()
+    single = server.post("/embed_sparse", json={"inputs": "what is splade"}).json()
     assert single == [body[0]]
 
 
 def test_encode_endpoint_options(server, encoder):
-    r = httpx.post(server.url + "/encode", json={"inputs": ["capital of france"], "top_k": 4, "return_tokens": True})
+    r = server.post("/encode", json={"inputs": ["capital of france"], "top_k": 4, "return_tokens": True})
     assert r.status_code == 200
     row = r.json()["data"][0]
     vec = encoder.encode(["capital of france"], top_k=4)[0]
     assert row["indices"] == vec.indices.tolist() and list(row["tokens"]) == list(encoder.decode(vec))
-    windowed = httpx.post(server.url + "/encode", json={"inputs": LONG, "windows": True}).json()["data"][0]
+    windowed = server.post("/encode", json={"inputs": LONG, "windows": True}).json()["data"][0]
     assert windowed["indices"] == encoder.encode([LONG], truncate=False)[0].indices.tolist()
-    q = httpx.post(server.url + "/encode", json={"inputs": "x", "kind": "query", "threshold": 0.5}).json()
+    q = server.post("/encode", json={"inputs": "x", "kind": "query", "threshold": 0.5}).json()
     assert q["kind"] == "query" and all(v > 0.5 for v in q["data"][0]["values"])
 
 
@@ -65,7 +65,7 @@ def test_200_concurrent_requests_get_their_own_answers(server, encoder):
     expected = {t: v.indices.tolist() for t, v in zip(texts, encoder.encode(texts), strict=True)}
 
     async def main():
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        async with server.async_client(timeout=60) as client:
             return await asyncio.gather(*(client.post("/embed_sparse", json={"inputs": [t]}) for t in texts))
 
     responses = asyncio.run(main())
@@ -86,30 +86,32 @@ def test_200_concurrent_requests_get_their_own_answers(server, encoder):
 ])
 def test_bad_inputs(server, body, status, message):
     kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
-    r = httpx.post(server.url + "/embed_sparse", **kwargs)
+    r = server.post("/embed_sparse", **kwargs)
     assert r.status_code == status
     assert message in r.json()["error"]
 
 
 def test_truncate_true_accepts_long_input(server, encoder):
-    r = httpx.post(server.url + "/embed_sparse", json={"inputs": LONG, "truncate": True})
+    r = server.post("/embed_sparse", json={"inputs": LONG, "truncate": True})
     assert r.status_code == 200 and [i["index"] for i in r.json()[0]] == encoder.encode([LONG])[0].indices.tolist()
-    bad = httpx.post(server.url + "/encode", json={"inputs": "x", "top_k": 0})
+    bad = server.post("/encode", json={"inputs": "x", "top_k": 0})
     assert bad.status_code == 422 and "top_k" in bad.json()["error"]
 
 
 def test_info_openapi_and_metrics(server):
-    info = httpx.get(server.url + "/info").json()
+    info = server.get("/info").json()
     assert info["document"]["precision"] == "fp32" and info["limits"]["max_client_batch_size"] == 8
-    spec = httpx.get(server.url + "/openapi.json").json()
+    spec = server.get("/openapi.json").json()
     assert {"/embed_sparse", "/encode", "/health", "/info", "/metrics"} <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
-    assert set(schemas["EmbedSparseRequest"]["properties"]) == {"inputs", "truncate"}
+    # TEI's body: inputs, truncate, and its prompt_name and truncation_direction
+    assert set(schemas["EmbedSparseRequest"]["properties"]) == {"inputs", "truncate", "prompt_name",
+                                                                "truncation_direction"}
     assert {"top_k", "threshold", "return_tokens", "kind", "windows"} <= set(schemas["EncodeRequest"]["properties"])
-    before = httpx.get(server.url + "/metrics").text
-    httpx.post(server.url + "/embed_sparse", json={"inputs": "metrics probe"})
-    httpx.post(server.url + "/embed_sparse", json={"inputs": []})
-    text = httpx.get(server.url + "/metrics").text
+    before = server.get("/metrics").text
+    server.post("/embed_sparse", json={"inputs": "metrics probe"})
+    server.post("/embed_sparse", json={"inputs": []})
+    text = server.get("/metrics").text
 
     def count(metric_text, status):
         m = re.search(rf'splade_requests_total{{endpoint="/embed_sparse",status="{status}"}} (\S+)', metric_text)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -28,11 +27,11 @@ from sentence_transformers.sparse_encoder.modules import (  # noqa: E402
     SpladePooling,
 )
 
-from benchmarks.serverproc import Server  # noqa: E402
 from export import ExportConfig, export_model  # noqa: E402
 from runtime import SpladeEncoder, SpladeEncoderPair  # noqa: E402
 from runtime.core.static import StaticQueryEncoder  # noqa: E402
 from tests import tiny_models  # noqa: E402
+from tests.servers import AppServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = "sparse retrieval " * 80
@@ -109,7 +108,7 @@ def test_contradicting_pooling_is_refused(st_folders, tmp_path):
     src, _ = st_folders("sum")
     with pytest.raises(ValueError, match="--pooling max contradicts .* 'sum'"):
         export_model(ExportConfig(model=str(src), output=tmp_path / "x", pooling="max"))
-    m = export_model(ExportConfig(model=str(src), output=tmp_path / "y", pooling="sum", validate=False, top_k=8))
+    m = export_model(ExportConfig(model=str(src), output=tmp_path / "y", pooling="sum", validate=False, top_k=8)).manifest
     assert m.pooling == "sum"
 
 
@@ -139,14 +138,11 @@ def test_pair_cli_and_server_use_the_static_query_model(st_folders):
                            TEXTS[0]], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0] == pytest.approx(pair.query.decode(pair.encode_queries(TEXTS[0])[0]))
-    srv = Server(out / "document", "--query-model", str(out / "query"))
-    try:
-        body = httpx.post(srv.url + "/encode", json={"inputs": TEXTS[:4], "kind": "query"}).json()
+    with AppServer(out / "document", "--query-model", str(out / "query")) as srv:
+        body = srv.post("/encode", json={"inputs": TEXTS[:4], "kind": "query"}).json()
         got = np.zeros((4, vocab), np.float32)
         for row, item in enumerate(body["data"]):
             got[row, item["indices"]] = item["values"]
         np.testing.assert_allclose(got, expected_q, atol=1e-7)
-        info = httpx.get(srv.url + "/info").json()
+        info = srv.get("/info").json()
         assert info["query"]["provider"].startswith("none")
-    finally:
-        srv.stop()
