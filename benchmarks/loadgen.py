@@ -30,9 +30,9 @@ import numpy as np
 from benchmarks import corpus
 from benchmarks.httpclient import Outcome, drive, post
 from benchmarks.machine import machine, write_results
-from benchmarks.serverproc import Server
 from export.validate import top_terms
 from runtime import SparseVector, SpladeEncoder
+from runtime.serving.process import ServerProcess as Server
 
 RESULTS = Path(__file__).parent / "results"
 BULK = 32  # texts per request in the bulk rows

@@ -23,8 +23,8 @@ import numpy as np
 
 from benchmarks.loadgen import drive, workload
 from benchmarks.machine import machine, write_results
-from benchmarks.serverproc import Server
 from runtime import SpladeEncoder
+from runtime.serving.process import ServerProcess as Server
 
 RESULTS = Path(__file__).parent / "results"
 

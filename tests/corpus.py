@@ -1,36 +1,31 @@
-"""Real English texts of mixed length for tests: Python's stdlib docstrings in a fixed shuffled order.
+"""Mixed-length English texts for tests: spans of this project's own documentation, in a fixed order.
 
-The same texts as benchmarks/corpus.py's `texts` (a copy on purpose: tests import nothing from benchmarks/).
+From a few words (queries) to several hundred tokens (passages past a 512-token model's limit), drawn
+with a fixed seed from the words of README.md and docs/*.md.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import random
+from functools import cache
+from pathlib import Path
 
-_MODULES = ("json", "os", "re", "collections", "itertools", "functools", "pathlib", "subprocess", "argparse",
-            "logging", "threading", "asyncio", "datetime", "decimal", "fractions", "statistics", "string",
-            "textwrap", "dataclasses", "heapq", "bisect", "random", "shutil", "tempfile", "csv",
-            "zipfile", "tarfile", "gzip", "socket", "http.client", "urllib.request", "email.message",
-            "sqlite3", "unittest", "doctest", "pickle", "copy", "enum", "contextlib", "inspect", "ast")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@cache
+def _words() -> tuple[str, ...]:
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return tuple(w for f in files for w in f.read_text(encoding="utf-8").split() if w.isprintable())
 
 
 def texts(n: int, seed: int = 0) -> list[str]:
-    """n docstring paragraphs, a few words to several hundred tokens, in a fixed shuffled order."""
-    seen: set[str] = set()
-    pool: list[str] = []
-    for name in _MODULES:
-        module = importlib.import_module(name)
-        for _, obj in inspect.getmembers(module):
-            doc = inspect.getdoc(obj) if (inspect.isfunction(obj) or inspect.isclass(obj)) else None
-            if not doc or doc in seen:
-                continue
-            seen.add(doc)
-            flat = " ".join(doc.split())
-            if len(flat) > 40:
-                pool.append(flat[:3000])
-    random.Random(seed).shuffle(pool)
-    if len(pool) < n:
-        pool = (pool * (n // max(len(pool), 1) + 1))
-    return pool[:n]
+    """n texts: half 3-10 words, a third 20-120 words, the rest 200-600 words (up to 3,000 characters)."""
+    words, rng = _words(), random.Random(seed)
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        size = rng.randint(3, 10) if kind < 0.5 else rng.randint(20, 120) if kind < 0.83 else rng.randint(200, 600)
+        start = rng.randrange(0, len(words) - size)
+        out.append(" ".join(words[start: start + size])[:3000])
+    return out

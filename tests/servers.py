@@ -6,25 +6,21 @@ its lifespan through Starlette's TestClient: start-up starts the batchers and ru
 (plain, from any thread) or `async with server.async_client() as client` for many at once from a test's
 own `asyncio.run`; both are served by one event loop, as uvicorn would serve them.
 
-`Server` is the real thing (uvicorn in its own process on a free loopback port) for what only a socket
-or a process shows: SIGTERM drain, the exit and log of the process, a body limit as seen on the wire.
-It repeats a few lines of benchmarks/serverproc.py on purpose: tests import nothing from benchmarks/.
+`Server` is the real thing (`runtime.serving.process.ServerProcess`: uvicorn in its own process on a
+free loopback port) for what only a socket or a process shows: SIGTERM drain, the exit and log of the
+process, a body limit as seen on the wire.
 (Not named tests/http.py: run as a script from tests/, that would shadow the standard library's `http`.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import httpx
 from starlette.testclient import TestClient
+
+from runtime.serving.process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,46 +83,5 @@ class _AppLoopTransport(httpx.AsyncBaseTransport):
         return httpx.Response(status, headers=headers, content=content, request=request)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """The real server in its own process; its log goes to a temporary file (a pipe nobody reads
-    would fill up with access-log lines and block the server). Raises RuntimeError with the
-    process's output when it exits before it is healthy."""
-
-    def __init__(self, model: Path, *flags: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "serve", "--model", str(model), "--port", str(self.port), *flags],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.output())
-            time.sleep(0.1)
-        self.proc.kill()
-        self.proc.wait()
-        raise RuntimeError("server did not become healthy:\n" + self.output())
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self) -> str:
-        """SIGTERM, wait for the graceful exit, return everything the server printed."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-        out = self.output()
-        self.log.close()
-        return out
+# The real server in its own process: the product's own launcher, as the load generator uses it.
+Server = ServerProcess

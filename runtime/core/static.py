@@ -16,11 +16,11 @@ from runtime.core.checks import check_positive_int
 from runtime.core.options import CHARS_PER_TOKEN, DEFAULT_MAX_WINDOWS, Direction, Truncation, truncation_of
 from runtime.core.pipeline import SparseEncoder
 from runtime.core.sparse import SparseVector
-from runtime.core.tokenize import Tokenized, cut, load_tokenizer, truncating
+from runtime.core.tokenize import LengthChecks, Tokenized, cut, load_tokenizer, truncating
 from runtime.errors import InputTooLongError, ModelFolderError
 
 
-class StaticTokenizer:
+class StaticTokenizer(LengthChecks):
     """Token ids without special tokens, one sequence per text.
 
     A bag of tokens needs no windows: with "windows" the whole text counts, up to what `max_windows`
@@ -28,6 +28,8 @@ class StaticTokenizer:
     max_length tokens; beyond the bound a text is refused by characters first (nothing tokenized),
     then by tokens.
     """
+
+    model_name = "query model"
 
     def __init__(self, path: str | Path, *, max_length: int, max_windows: int = DEFAULT_MAX_WINDOWS):
         self.max_length = max_length
@@ -61,14 +63,9 @@ class StaticTokenizer:
 
     def _too_long(self, mode: Truncation, name: str, i: int, tokens: int) -> InputTooLongError:
         if mode == "refuse":
-            return InputTooLongError(f"{name}[{i}] is longer than the query model's max length of {self.max_length} "
-                                     f"tokens; send truncate=true or split the text")
+            return self.refused(name, i)
         return InputTooLongError(f"{name}[{i}] is longer than {tokens} tokens (max_windows × max_length); "
                                  f"split the text or raise max_windows")
-
-    def check_length(self, texts: list[str]) -> None:
-        """Raise InputTooLongError for the first text longer than max_length tokens."""
-        self.encode(texts, truncate="refuse", name="inputs")
 
 
 class StaticQueryEncoder(SparseEncoder):

@@ -59,7 +59,22 @@ def truncating(path: str | Path, max_length: int) -> dict[str, Tokenizer]:
     return out
 
 
-class TextTokenizer:
+class LengthChecks:
+    """What every tokenizer of the pipeline adds to its `encode`: the one "refuse" message, `check_length`."""
+
+    max_length: int
+    model_name = "model"  # how the refusal calls the model
+
+    def refused(self, name: str, i: int) -> InputTooLongError:
+        return InputTooLongError(f"{name}[{i}] is longer than the {self.model_name}'s max length of {self.max_length} "
+                                 f"tokens; send truncate=true or split the text")
+
+    def check_length(self, texts: list[str]) -> None:
+        """Raise InputTooLongError for the first text longer than max_length tokens."""
+        self.encode(texts, truncate="refuse", name="inputs")  # type: ignore[attr-defined]
+
+
+class TextTokenizer(LengthChecks):
     """Owns two configured `tokenizers.Tokenizer`s (their settings are not per call, so not shared).
 
     Memory follows what the model can use, not what it is sent: when cutting, a text is cut at
@@ -131,11 +146,6 @@ class TextTokenizer:
 
     def _too_long(self, mode: Truncation, name: str, i: int, cap: int, what: str) -> InputTooLongError:
         if mode == "refuse":
-            return InputTooLongError(f"{name}[{i}] is longer than the model's max length of {self.max_length} "
-                                     f"tokens; send truncate=true or split the text")
+            return self.refused(name, i)
         return InputTooLongError(f"{name}[{i}] needs {what}: over max_windows={cap} windows of "
                                  f"{self.max_length} tokens; split the text or raise max_windows")
-
-    def check_length(self, texts: list[str]) -> None:
-        """Raise InputTooLongError for the first text longer than max_length tokens."""
-        self.encode(texts, truncate="refuse", name="inputs")

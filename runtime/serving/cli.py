@@ -8,8 +8,6 @@ from pathlib import Path
 from runtime.flags import add_model_flags, encoder_options
 from runtime.serving.limits import ServerLimits
 
-_D = ServerLimits()  # every default below is read from the dataclass, never repeated
-
 
 def add_serve_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="HTTP server: TEI-compatible /embed_sparse, /encode, /health, /info, /metrics")
@@ -17,27 +15,8 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--query-model", type=Path, default=None, help="separate query model folder (efficient SPLADE, or a static query model)")
     p.add_argument("--host", default="127.0.0.1", help="Default: %(default)s")
     p.add_argument("--port", type=int, default=8080, help="Default: %(default)s")
-    p.add_argument("--max-batch-tokens", type=int, default=_D.max_batch_tokens,
-                   help="padded tokens (batch × longest sequence) per inference batch, in the batcher's gather "
-                        "and in each run. Default: %(default)s")
-    p.add_argument("--max-batch-size", type=int, default=_D.max_batch_size,
-                   help="sequences per inference batch. Default: %(default)s")
-    p.add_argument("--max-wait-ms", type=float, default=_D.max_wait_ms,
-                   help="how long a batch waits for more requests. Default: %(default)s")
-    p.add_argument("--max-concurrent-requests", type=int, default=_D.max_concurrent_requests,
-                   help="requests in flight before 429. Default: %(default)s")
-    p.add_argument("--max-client-batch-size", type=int, default=_D.max_client_batch_size,
-                   help="inputs per request before 413. Default: %(default)s")
-    p.add_argument("--payload-limit", type=int, default=_D.payload_limit,
-                   help="request body bytes before 413, checked before parsing. Default: %(default)s")
-    p.add_argument("--max-windows", type=int, default=_D.max_windows,
-                   help="windows per text with `windows: true` before 413. Default: %(default)s")
-    p.add_argument("--max-connections", type=int, default=_D.max_connections,
-                   help="open connections before new ones get 503 and are closed (each holds a file "
-                        "descriptor). Default: %(default)s")
-    p.add_argument("--client-timeout", type=float, default=_D.client_timeout,
-                   help="seconds a request's headers and body may take to arrive: 408 while headers are "
-                        "incomplete, then the connection is closed. Default: %(default)s")
+    for flag, kind, default, text in ServerLimits.flags():
+        p.add_argument(flag, type=kind, default=default, help=f"{text}. Default: %(default)s")
     return p
 
 
@@ -46,11 +25,7 @@ def build_app(args: argparse.Namespace):
     from runtime.core.encoder import SpladeEncoder, open_encoder
     from runtime.serving.app import create_app
 
-    limits = ServerLimits(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
-                          max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
-                          max_client_batch_size=args.max_client_batch_size, payload_limit=args.payload_limit,
-                          max_windows=args.max_windows, max_connections=args.max_connections,
-                          client_timeout=args.client_timeout)
+    limits = ServerLimits.from_args(args)
     # a run never holds more than the batcher gathers: TensorRT's profile is built for exactly that
     options = encoder_options(args, max_batch_tokens=limits.max_batch_tokens, max_batch_size=limits.max_batch_size,
                               max_windows=limits.max_windows)

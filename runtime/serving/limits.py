@@ -1,38 +1,56 @@
-"""Server limits in one frozen dataclass: the CLI's defaults and the server's behaviour both read it."""
+"""Server limits in one frozen dataclass: `serve`'s flags (name, default, help) and the server's behaviour both read it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from runtime.core.checks import check_positive_int
 from runtime.core.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WINDOWS
 from runtime.errors import InvalidInputError
 
 
+def limit(default: int | float, help: str, least: float = 1) -> Any:
+    """A field with its flag's help text and the least value it takes."""
+    return field(default=default, metadata={"help": help, "least": least})
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     """Server limits; names follow TEI's flags. Token counts are padded: batch × longest sequence."""
 
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS  # tokens (batch × longest) per inference batch
-    max_batch_size: int = DEFAULT_BATCH_SIZE  # sequences per inference batch
-    max_wait_ms: float = 5.0  # how long a batch waits for more requests
-    max_concurrent_requests: int = 512  # in-flight requests before 429
-    max_client_batch_size: int = 32  # inputs per request before 413
-    payload_limit: int = 2_000_000  # request body bytes before 413 (checked before parsing)
-    max_windows: int = DEFAULT_MAX_WINDOWS  # windows per text with `windows: true` before 413
-    max_connections: int = 1024  # open connections before 503 (each holds a file descriptor)
-    client_timeout: float = 10.0  # seconds a request's headers and body may take to arrive before 408 / close
+    max_batch_tokens: int = limit(DEFAULT_MAX_BATCH_TOKENS, "padded tokens (batch × longest sequence) per inference "
+                                  "batch, in the batcher's gather and in each run")
+    max_batch_size: int = limit(DEFAULT_BATCH_SIZE, "sequences per inference batch")
+    max_wait_ms: float = limit(5.0, "how long a batch waits for more requests", least=0)
+    max_concurrent_requests: int = limit(512, "requests in flight before 429")
+    max_client_batch_size: int = limit(32, "inputs per request before 413")
+    payload_limit: int = limit(2_000_000, "request body bytes before 413, checked before parsing")
+    max_windows: int = limit(DEFAULT_MAX_WINDOWS, "windows per text with `windows: true` before 413")
+    max_connections: int = limit(1024, "open connections before new ones get 503 and are closed (each holds a "
+                                 "file descriptor)")
+    client_timeout: float = limit(10.0, "seconds a request's headers and body may take to arrive: 408 while "
+                                  "headers are incomplete, then the connection is closed", least=0.001)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("max_wait_ms", "client_timeout"):
-                least = 0 if f.name == "max_wait_ms" else 0.001
-                if isinstance(value, bool) or not isinstance(value, int | float) or not value >= least:
-                    raise InvalidInputError(f"--{f.name.replace('_', '-')} must be >= {least}, got {value!r}")
+            value, least = getattr(self, f.name), f.metadata["least"]
+            if f.type == "int":
+                try:
+                    check_positive_int(value, f.name)
+                    continue
+                except InvalidInputError:
+                    pass
+            elif not isinstance(value, bool) and isinstance(value, int | float) and value >= least:
                 continue
-            try:
-                check_positive_int(getattr(self, f.name), f.name)
-            except InvalidInputError:
-                raise InvalidInputError(f"--{f.name.replace('_', '-')} must be >= 1, got "
-                                        f"{getattr(self, f.name)!r}") from None
+            raise InvalidInputError(f"--{f.name.replace('_', '-')} must be >= {least:g}, got {value!r}")
+
+    @classmethod
+    def flags(cls) -> list[tuple[str, type, object, str]]:
+        """(flag, type, default, help) of every limit, for argparse."""
+        return [(f"--{f.name.replace('_', '-')}", int if f.type == "int" else float, f.default, f.metadata["help"])
+                for f in fields(cls)]
+
+    @classmethod
+    def from_args(cls, args: object) -> ServerLimits:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
