@@ -18,10 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
-from benchmarks.loadgen import drive, workload
+from benchmarks.httpclient import drive, post
+from benchmarks.loadgen import workload
 from benchmarks.machine import machine, write_results
 from runtime import SpladeEncoder
 from runtime.serving.process import ServerProcess as Server
@@ -63,12 +63,14 @@ def server(model: Path, texts: list[str], *, spin: bool, clients: int, time_limi
     srv = Server(model, "--allow-spinning", "1" if spin else "0", "--max-concurrent-requests", str(clients * 2),
                  "--max-client-batch-size", "1", "--max-batch-size", "32", "--max-wait-ms", "5")
     try:
-        answers, latencies, wall = asyncio.run(drive(srv.url, texts, clients, time_limit))
-        httpx.get(srv.url + "/health")
+        host = f"127.0.0.1:{srv.port}"
+        requests = [post(host, "/embed_sparse", {"inputs": t, "truncate": True}) for t in texts]
+        outcomes, wall = asyncio.run(drive("127.0.0.1", srv.port, requests, clients, time_limit))
     finally:
         srv.stop()
-    done = sum(isinstance(a, list) for a in answers)
-    return {"answered_200": done, "throughput_rps": done / wall, **percentiles([x * 1000 for x in latencies])}
+    sent = [o for o in outcomes if o is not None]
+    done = sum(o.status == 200 for o in sent)
+    return {"answered_200": done, "throughput_rps": done / wall, **percentiles([o.seconds * 1000 for o in sent])}
 
 
 def markdown(result: dict) -> str:

@@ -22,8 +22,6 @@ from starlette.testclient import TestClient
 
 from runtime.serving.process import ServerProcess
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 class AppServer:
     """The app `python -m runtime serve --model MODEL *flags` would serve, in process, lifespan running."""

@@ -109,6 +109,9 @@ class TextTokenizer(LengthChecks):
     def id_to_token(self, index: int) -> str:
         return self._windowing.id_to_token(int(index)) or f"[unused{index}]"
 
+    def token_to_id(self, token: str) -> int | None:
+        return self._windowing.token_to_id(token)
+
     def encode(self, texts: list[str], *, truncate: bool | Truncation = True, max_windows: int | None = None,
                direction: Direction = "right", name: str = "texts", first_index: int = 0) -> Tokenized:
         """Tokenize under one truncation mode (`truncate`: True/"cut", False/"windows", or "refuse").
