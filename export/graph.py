@@ -128,15 +128,28 @@ def output_names(top_k: int) -> tuple[str, ...]:
     return ("weights",) if top_k == 0 else ("values", "indices")
 
 
-def example_inputs(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two texts of different lengths from the model's own tokenizer (any vocabulary size), padded.
+def example_inputs(tokenizer, vocab: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tracing batch built from token ids, so it always has a padded row, whatever the tokenizer and vocabulary.
 
-    The second row is padded, so tracing sees a real mask; ids are always valid for the embedding table.
+    Row 0 is the tokenizer's special tokens around four in-vocabulary ids, row 1 the same around one id, then
+    three pad ids (the tokenizer's, else 0, as the manifest records): tracing sees a real mask. The special
+    tokens are found by encoding a text with and without them; every id is below `vocab` (the input embedding's rows).
     """
-    batch = tokenizer(["what is a test", "hello"], padding=True, return_tensors="pt")
-    ids, mask = batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
-    if ids.shape[1] < 3 or bool(mask.all()):
-        raise UnsupportedModelError("the tokenizer did not produce a padded batch for tracing (no pad token?)")
+    size = min(len(tokenizer), vocab) if vocab else len(tokenizer)
+    text = "what is a test"
+    framed = [int(i) for i in tokenizer(text)["input_ids"]]
+    body = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    start = next((i for i in range(len(framed) - len(body) + 1) if body and framed[i: i + len(body)] == body), None)
+    prefix, suffix = (framed[:start], framed[start + len(body):]) if start is not None else ([], [])
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    fillers = [i for i in range(size) if i not in special][:4] or list(range(min(size, 4)))
+    body = [i for i in body if i < size] + fillers
+    body = (body * 4)[:4]
+    prefix, suffix = [i for i in prefix if i < size], [i for i in suffix if i < size]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None and tokenizer.pad_token_id < size else 0
+    long, short = prefix + body + suffix, prefix + body[:1] + suffix
+    ids = torch.tensor([long, short + [int(pad)] * (len(long) - len(short))], dtype=torch.int64)
+    mask = torch.tensor([[1] * len(long), [1] * len(short) + [0] * (len(long) - len(short))], dtype=torch.int64)
     return ids, mask
 
 
@@ -146,7 +159,8 @@ def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_
     """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
     mlm.eval()
     outputs = output_names(top_k)
-    ids, mask = example_inputs(tokenizer)
+    embeddings = mlm.get_input_embeddings() if callable(getattr(mlm, "get_input_embeddings", None)) else None
+    ids, mask = example_inputs(tokenizer, int(embeddings.weight.shape[0]) if embeddings is not None else None)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch"} for name in outputs})
     with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,22 @@ class Target:
     route: st_folder.Route | None  # None: a plain transformers MLM folder
     source_name: str  # what the manifest records as source_model
     st_route: str | None = None  # the sentence-transformers route validated against; None: the SPLADE formula
+    prompts: dict[str, str] = field(default_factory=dict)  # the folder's sentence-transformers prompts
+    default_prompt_name: str | None = None
 
     @property
     def mlm_dir(self) -> Path | None:
         return self.route.mlm if isinstance(self.route, st_folder.SpladeRoute) else None
+
+    @property
+    def task(self) -> st_folder.Task:
+        """What the folder is validated for: "query" for a Router's query side, else "document"."""
+        return "query" if self.name == "query" else "document"
+
+    @property
+    def prompt(self) -> str:
+        """The text the runtime's `encode_<task>` puts before each text (as sentence-transformers does)."""
+        return st_folder.task_prompt(self.prompts, self.default_prompt_name, self.task)
 
 
 def targets(cfg: ExportConfig, source: ModelSource) -> list[Target]:
@@ -44,6 +56,7 @@ def targets(cfg: ExportConfig, source: ModelSource) -> list[Target]:
     if not st_folder.is_st_folder(source.path):
         return [Target("", None, source.name)]
     routes = st_folder.read_routes(source.path)
+    prompts, default = st_folder.read_prompts(source.path)
     use_st = cfg.validate and st_reference.available()
     if not use_st and cfg.validate:
         log.info("sentence-transformers is not installed: validating against the SPLADE formula instead")
@@ -51,8 +64,8 @@ def targets(cfg: ExportConfig, source: ModelSource) -> list[Target]:
         route = routes[""]
         if isinstance(route, st_folder.StaticRoute):
             raise StFolderError(f"{source.path}: only a SparseStaticEmbedding; nothing to export for documents")
-        return [Target("", route, source.name, "" if use_st else None)]
-    return [Target(name, routes[name], f"{source.name}#{name}", name if use_st else None)
+        return [Target("", route, source.name, "document" if use_st else None, prompts, default)]
+    return [Target(name, routes[name], f"{source.name}#{name}", name if use_st else None, prompts, default)
             for name in ("document", "query")]
 
 

@@ -95,24 +95,28 @@ def _export_target(cfg: ExportConfig, source: ModelSource, target: load.Target, 
     """One folder: its manifest, and the validation bounds it failed ([] when it passed or was not validated)."""
     if isinstance(target.route, st_folder.StaticRoute):
         manifest = write_static_query(target.route.folder, folder, source_name=target.source_name,
-                                      source_revision=source.revision, versions=load.library_versions())
+                                      source_revision=source.revision, versions=load.library_versions(),
+                                      prompts=target.prompts, default_prompt_name=target.default_prompt_name)
         if target.st_route is None:
             return manifest, []
-        reference = st_reference.st_reference(source.path, target.st_route, max_length=None)
+        reference = st_reference.st_reference(source.path, target.st_route, max_length=None, prompt=target.prompt)
         return validate_static_query(target.route.folder, folder, manifest, reference)
 
     model = load.load_mlm(cfg, target, target.mlm_dir or source.path)
     graph = convert(cfg, model, work, folder)
-    manifest = write.write_folder(folder, write.splade_manifest(cfg, model, graph, revision=source.revision,
-                                                                versions=load.library_versions()), model.tokenizer)
+    manifest = write.write_folder(folder, write.splade_manifest(
+        cfg, model, graph, revision=source.revision, versions=load.library_versions(), prompts=target.prompts,
+        default_prompt_name=target.default_prompt_name), model.tokenizer)
     if not cfg.validate:
         return manifest, []
     folders: dict[str, Path] = {cfg.precision: folder}
     if cfg.precision != "fp32":  # the fused fp32 graph it came from is validated too, as a folder of its own
         folders = {"fp32": write.fp32_reference_folder(work / "fp32", manifest, graph, model.tokenizer), **folders}
-    reference, reference_name = fidelity.reference_for(model, st_folder=source.path, st_route=target.st_route)
+    reference, reference_name = fidelity.reference_for(model, st_folder=source.path, st_route=target.st_route,
+                                                       prompt=target.prompt)
     texts = fidelity.validation_texts(model.tokenizer, model.max_length)
-    results = fidelity.validate_folders(folders, reference(texts), texts, top_k=cfg.top_k, vocab=model.vocab)
+    results = fidelity.validate_folders(folders, reference(texts), texts, top_k=cfg.top_k, vocab=model.vocab,
+                                        task=target.task)
     failures = fidelity.check(results, cfg.bounds)
     manifest = write.record_validation(folder, manifest, results, failures, cfg.bounds, reference_name)
     fidelity.log_results(results, failures)

@@ -52,15 +52,17 @@ def _max_length(folder: Path) -> int:
 
 
 def export_static_query(folder: Path, out: Path, *, source_name: str, source_revision: str,
-                        versions: dict[str, str], reference: Reference | None) -> Manifest:
-    """Write the static query model for `folder` into `out`; validate it against `reference` when given.
+                        versions: dict[str, str], reference: Reference | None,
+                        prompts: dict[str, str] | None = None, default_prompt_name: str | None = None) -> Manifest:
+    """Write the static query model for `folder` into `out`; validate it against `reference` when given
+    (texts -> weights, with the prompt the folder's `encode_query` applies).
 
     Raises:
         StFolderError: no fast tokenizer or no usable weights in the folder (also a ValueError).
         ValidationError: the runtime's vectors differ from the reference.
     """
     manifest = write_static_query(folder, out, source_name=source_name, source_revision=source_revision,
-                                  versions=versions)
+                                  versions=versions, prompts=prompts, default_prompt_name=default_prompt_name)
     if reference is None:
         return manifest
     manifest, failures = validate_static_query(folder, out, manifest, reference)
@@ -69,9 +71,10 @@ def export_static_query(folder: Path, out: Path, *, source_name: str, source_rev
     return manifest
 
 
-def write_static_query(folder: Path, out: Path, *, source_name: str, source_revision: str,
-                       versions: dict[str, str]) -> Manifest:
-    """Tokenizer files, `query_weights.npy` and the manifest (validation pending) into `out`."""
+def write_static_query(folder: Path, out: Path, *, source_name: str, source_revision: str, versions: dict[str, str],
+                       prompts: dict[str, str] | None = None, default_prompt_name: str | None = None) -> Manifest:
+    """Tokenizer files, `query_weights.npy` and the manifest (validation pending, the sentence-transformers
+    folder's prompts) into `out`."""
     if not (folder / "tokenizer.json").is_file():
         raise StFolderError(f"{folder}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer")
     weights = _weights(folder)
@@ -88,7 +91,7 @@ def write_static_query(folder: Path, out: Path, *, source_name: str, source_revi
         precision="fp32", pooling="max", top_k=0, max_length=_max_length(folder), vocab_size=int(weights.shape[0]),
         opset=0, inputs=("input_ids",), outputs=("weights",), sha256=sha256_of(out / WEIGHTS_FILE),
         model_file=WEIGHTS_FILE, pad_token_id=int(pad["pad_id"]) if pad else 0, versions=versions,
-        kind="static-query",
+        kind="static-query", prompts=dict(prompts or {}), default_prompt_name=default_prompt_name,
     )
     manifest.write(out)
     return manifest
@@ -96,15 +99,16 @@ def write_static_query(folder: Path, out: Path, *, source_name: str, source_revi
 
 def validate_static_query(folder: Path, out: Path, manifest: Manifest,
                           reference: Reference) -> tuple[Manifest, list[str]]:
-    """Encode the validation texts with the runtime's StaticQueryEncoder from `out`, compare with `reference`,
-    and rewrite the manifest with the figures; returns it and the failed bounds ([] when it passed)."""
+    """Encode the validation texts with the runtime's StaticQueryEncoder from `out` (its `encode_query`, so with
+    the folder's query prompt), compare with `reference`, and rewrite the manifest with the figures; returns it
+    and the failed bounds ([] when it passed)."""
     from transformers import AutoTokenizer
 
     from runtime.core.static import StaticQueryEncoder
 
     texts = fidelity.validation_texts(AutoTokenizer.from_pretrained(folder), min(manifest.max_length, 512))
     encoder = StaticQueryEncoder(out)
-    got = np.stack([v.to_dense(manifest.vocab_size) for v in encoder.encode(texts)])
+    got = np.stack([v.to_dense(manifest.vocab_size) for v in encoder.encode_query(texts)])
     fid = fidelity.compare(reference(texts), got, top_k=0)
     failures = fidelity.check({"fp32": fid}, fidelity.Bounds())
     manifest = replace(manifest, validation={"fp32": fid.as_dict(), "passed": not failures,

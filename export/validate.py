@@ -79,15 +79,17 @@ def reference_weights(mlm, tokenizer, texts: list[str], *, pooling: str, max_len
     return np.stack(rows)
 
 
-def runtime_weights(encoder: SpladeEncoder, texts: list[str], vocab: int) -> np.ndarray:
-    """Dense weights [n, vocab] from a written folder through the runtime's own encoder, in one padded batch.
+def runtime_weights(encoder: SpladeEncoder, texts: list[str], vocab: int, task: str = "document") -> np.ndarray:
+    """Dense weights [n, vocab] from a written folder through the runtime's own encoder, in one padded batch:
+    its `encode_document` (or `encode_query` for task "query"), so with the prompt the folder's manifest names.
 
     The texts' lengths differ, so the batch exercises the attention mask; `sort_by_length=False` keeps
     them in one batch (sorted, the encoder would group only texts of similar length). Where the texts
     at max length exceed the encoder's tokens-per-batch budget (max length over ~2,300), it runs a few
     batches, each still padded.
     """
-    vectors = encoder.encode(texts, truncate=True, batch_size=len(texts), sort_by_length=False)
+    encode = encoder.encode_query if task == "query" else encoder.encode_document
+    vectors = encode(texts, truncate=True, batch_size=len(texts), sort_by_length=False)
     dense = np.zeros((len(texts), vocab), dtype=np.float32)
     for row, vec in enumerate(vectors):
         dense[row, vec.indices] = vec.values
@@ -95,8 +97,9 @@ def runtime_weights(encoder: SpladeEncoder, texts: list[str], vocab: int) -> np.
 
 
 def validate_folders(folders: dict[str, Path], reference: np.ndarray, texts: list[str], *, top_k: int,
-                     vocab: int) -> dict[str, Fidelity]:
-    """Each precision's folder, loaded as users load it (SpladeEncoder on CPU), against the reference weights.
+                     vocab: int, task: str = "document") -> dict[str, Fidelity]:
+    """Each precision's folder, loaded as users load it (SpladeEncoder on CPU, `encode_<task>`), against the
+    reference weights (computed with the same prompt).
 
     A folder the CPU provider cannot run (e.g. an ORT build without fp16 CPU kernels) is recorded as skipped.
     """
@@ -111,7 +114,7 @@ def validate_folders(folders: dict[str, Path], reference: np.ndarray, texts: lis
             results[precision] = Fidelity.skip(f"CPU provider cannot run it: {str(exc).splitlines()[0][:300]}")
             continue
         try:
-            got = runtime_weights(encoder, texts, vocab)
+            got = runtime_weights(encoder, texts, vocab, task)
         except RuntimeError as exc:  # e.g. non-finite weights (an fp16 overflow), refused by the encoder
             raise ValidationError(f"{folder}: the {precision} graph could not encode the validation texts "
                                   f"({str(exc).splitlines()[0][:300]})") from exc
@@ -119,17 +122,19 @@ def validate_folders(folders: dict[str, Path], reference: np.ndarray, texts: lis
     return results
 
 
-def reference_for(model: LoadedModel, *, st_folder: Path | None, st_route: str | None) -> tuple[Reference, str]:
-    """What the graph is compared with, and its name for the manifest: sentence-transformers' own encode
-    for a SparseEncoder folder (when installed), else the transformers MLM and the SPLADE formula."""
+def reference_for(model: LoadedModel, *, st_folder: Path | None, st_route: str | None,
+                  prompt: str = "") -> tuple[Reference, str]:
+    """What the graph is compared with, and its name for the manifest: sentence-transformers' own
+    encode_document / encode_query for a SparseEncoder folder (when installed), else the transformers MLM
+    and the SPLADE formula; either puts `prompt` before each text, as the runtime's side does."""
     if st_folder is not None and st_route is not None:
         from export import st_reference
 
         name = f"sentence-transformers {st_reference.version()} " + (f"encode_{st_route}" if st_route else "encode")
-        return st_reference.st_reference(st_folder, st_route, max_length=model.max_length), name
+        return st_reference.st_reference(st_folder, st_route, max_length=model.max_length, prompt=prompt), name
 
     def formula(texts: list[str]) -> np.ndarray:
-        return reference_weights(model.mlm, model.tokenizer, texts, pooling=model.pooling,
+        return reference_weights(model.mlm, model.tokenizer, [prompt + t for t in texts], pooling=model.pooling,
                                  max_length=model.max_length, activation=model.activation)
 
     return formula, "transformers MLM + SPLADE formula"

@@ -15,9 +15,10 @@ from export.load import LoadedModel
 from runtime.manifest import Manifest, sha256_of
 
 
-def splade_manifest(cfg: ExportConfig, model: LoadedModel, graph: Graph, *, revision: str,
-                    versions: dict[str, str]) -> Manifest:
-    """The manifest of a SPLADE graph folder, its validation still empty (pending)."""
+def splade_manifest(cfg: ExportConfig, model: LoadedModel, graph: Graph, *, revision: str, versions: dict[str, str],
+                    prompts: dict[str, str] | None = None, default_prompt_name: str | None = None) -> Manifest:
+    """The manifest of a SPLADE graph folder, its validation still empty (pending); `prompts` and
+    `default_prompt_name` are a sentence-transformers folder's, which the runtime applies as it does."""
     return Manifest(
         source_model=model.name,
         source_revision=revision,
@@ -37,6 +38,8 @@ def splade_manifest(cfg: ExportConfig, model: LoadedModel, graph: Graph, *, revi
         validation={},
         position_limit=model.position_limit,
         quantization=("int8-" + cfg.int8_scales) if cfg.precision == "int8" else "",
+        prompts=dict(prompts or {}),
+        default_prompt_name=default_prompt_name,
     )
 
 

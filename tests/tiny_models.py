@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -39,6 +40,17 @@ def byte_bpe(vocab_size: int = 400) -> Tokenizer:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS, trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return tok
+
+
+def line_level() -> Tokenizer:
+    """Word-level over whole lines (BERT-style specials, as `wordpiece`): a text without a newline is one token,
+    so any two short texts tokenize to the same length, e.g. "what is a test" and "hello"."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    lines = sorted(set(CORPUS)) + ["what is splade", "hello"]
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + lines)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split("\n", behavior="removed")
+    tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     return tok
 
 
@@ -82,4 +94,45 @@ def build(arch: str, folder: Path, tokenizers: dict[str, Tokenizer]) -> Path:
         raise ValueError(arch)
     model.save_pretrained(folder)
     save_tokenizer(tok, folder, bpe=bpe)
+    return folder
+
+
+ST5_MAX_SEQ_LENGTH = 32
+ST5_PROMPTS = {"query": "query: ", "document": "passage: "}
+
+
+def build_st5_folder(folder: Path) -> Path:
+    """A SparseEncoder folder in the layout sentence-transformers 5.x saves, written by hand (no
+    sentence-transformers needed): `MLMTransformer` at the root (`max_seq_length` in sentence_bert_config.json),
+    `SpladePooling` in 1_SpladePooling (`word_embedding_dimension`), prompts in config_sentence_transformers.json.
+
+    tests/integration/fixtures/st5-splade was made by this function (a random 2-layer BERT, vocabulary 200:
+    ~150 KB).
+    """
+    build("bert", folder, {"wordpiece": wordpiece(200)})
+    config = json.loads((folder / "config.json").read_text())
+    config.update(transformers_version="4.56.1", torch_dtype=config.pop("dtype", "float32"))  # as 4.x wrote it
+    vocab = config["vocab_size"]
+    specials = dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]")
+    files = {
+        "config.json": config,
+        "tokenizer_config.json": {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": MAX_LENGTH,
+                                  "clean_up_tokenization_spaces": False, **specials},
+        "special_tokens_map.json": specials,
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
+            {"idx": 1, "name": "1", "path": "1_SpladePooling",
+             "type": "sentence_transformers.sparse_encoder.models.SpladePooling"},
+        ],
+        "sentence_bert_config.json": {"max_seq_length": ST5_MAX_SEQ_LENGTH, "do_lower_case": False},
+        "1_SpladePooling/config.json": {"pooling_strategy": "max", "activation_function": "relu",
+                                        "word_embedding_dimension": vocab},
+        "config_sentence_transformers.json": {
+            "model_type": "SparseEncoder",
+            "__version__": {"sentence_transformers": "5.1.0", "transformers": "4.56.1", "pytorch": "2.8.0"},
+            "prompts": ST5_PROMPTS, "default_prompt_name": None, "similarity_fn_name": "dot"},
+    }
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(data, indent=2) + "\n")
     return folder
