@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from export.config import ExportConfig
+    from export.config import Bounds, ExportConfig
     from export.errors import (
         ExportConfigError,
         ExportError,
@@ -21,10 +21,9 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from export.pipeline import ExportResult, export_model
-    from export.validate import Bounds
 
 _WHERE = {
-    "Bounds": "export.validate",
+    "Bounds": "export.config",
     "ExportConfig": "export.config", "ExportResult": "export.pipeline", "export_model": "export.pipeline",
     **{name: "export.errors" for name in ("ExportError", "ExportConfigError", "ModelSourceError", "OutputFolderError",
                                           "StFolderError", "UnsupportedModelError", "ValidationError")},

@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from export.config import Bounds
 from export.pipeline import ExportConfig, export_model
 from export.sources import DEFAULT_MODEL, TINY_ALIAS
-from export.validate import Bounds
 from runtime.errors import SpladeError
 from runtime.manifest import Precision
 

@@ -7,9 +7,18 @@ from pathlib import Path
 from typing import Literal
 
 from export.errors import ExportConfigError
-from export.graph import MaxReduction
-from export.validate import Bounds
 from runtime.manifest import Pooling, Precision
+
+# How max pooling reduces each vocabulary chunk over tokens in the graph.
+MaxReduction = Literal["reducemax", "globalmaxpool"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Validation's pass bounds: fp32 must match numerically; every precision must keep the top terms."""
+
+    fp32_max_abs_diff: float = 1e-4
+    min_top32_overlap: float = 0.9
 
 
 @dataclass(frozen=True)

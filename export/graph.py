@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from export.config import MaxReduction
 from export.errors import ExportConfigError, UnsupportedModelError
 from runtime.manifest import Pooling
 
@@ -19,7 +20,6 @@ from runtime.manifest import Pooling
 # over a [chunk, tokens] block (the projection then runs as W^T @ h^T). On CUDA, ONNX Runtime runs
 # ReduceMax through cuDNN's reduce, which for fp16 first converts the block to fp32: a quarter of a
 # BERT-base document batch's GPU time; cuDNN's pooling reads the fp16 block once.
-MaxReduction = Literal["reducemax", "globalmaxpool"]
 Activation = Literal["relu", "log1p_relu"]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from export import validate as fidelity
+from export.config import Bounds
 from export.errors import StFolderError
 from export.st_reference import Reference
 from runtime.manifest import MAX_LENGTH_CEILING, Manifest, sha256_of
@@ -110,7 +111,7 @@ def validate_static_query(folder: Path, out: Path, manifest: Manifest,
     encoder = StaticQueryEncoder(out)
     got = np.stack([v.to_dense(manifest.vocab_size) for v in encoder.encode_query(texts)])
     fid = fidelity.compare(reference(texts), got, top_k=0)
-    failures = fidelity.check({"fp32": fid}, fidelity.Bounds())
+    failures = fidelity.check({"fp32": fid}, Bounds())
     manifest = replace(manifest, validation={"fp32": fid.as_dict(), "passed": not failures,
                                              "reference": "sentence-transformers encode_query"})
     manifest.write(out)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from export.config import Bounds
 from export.errors import ValidationError
 from export.st_reference import Reference
 
@@ -198,14 +199,6 @@ def compare(reference: np.ndarray, got: np.ndarray, *, top_k: int, k: int = 32) 
         denom = float(np.linalg.norm(r) * np.linalg.norm(g))
         cosines.append(float(r @ g) / denom if denom else float(np.array_equal(r, g)))
     return Fidelity(float(np.abs(ref - got).max()), float(min(overlaps)), float(min(cosines)))
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Pass bounds: fp32 must match numerically; every precision must keep the top terms."""
-
-    fp32_max_abs_diff: float = 1e-4
-    min_top32_overlap: float = 0.9
 
 
 def record(results: dict[str, Fidelity], failures: list[str], bounds: Bounds, provider: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from export import validate as fidelity
-from export.config import ExportConfig
+from export.config import Bounds, ExportConfig
 from export.convert import Graph
 from export.load import LoadedModel
 from runtime.manifest import Manifest, sha256_of
@@ -60,7 +60,7 @@ def fp32_reference_folder(folder: Path, manifest: Manifest, graph: Graph, tokeni
 
 
 def record_validation(folder: Path, manifest: Manifest, results: dict[str, fidelity.Fidelity], failures: list[str],
-                      bounds: fidelity.Bounds, reference: str) -> Manifest:
+                      bounds: Bounds, reference: str) -> Manifest:
     """Rewrite `folder`'s manifest with the validation block (`"passed": false` when `failures`)."""
     validation = fidelity.record(results, failures, bounds, "CPUExecutionProvider")
     validation["reference"] = reference

@@ -16,7 +16,7 @@ import pytest
 
 from export import ExportConfig, OutputFolderError, ValidationError, export_model
 from export.__main__ import main as export_cli
-from export.validate import Bounds
+from export.config import Bounds
 from runtime import SpladeEncoder
 from runtime.manifest import load_manifest
 from tests import tiny_models

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from export import ExportConfig, export_model
-from export.validate import Bounds, ValidationError
+from export.config import Bounds
+from export.validate import ValidationError
 from runtime import ModelFolderError, SpladeEncoder
 from tests.conftest import assert_matches
 from tests.servers import AppServer, Server

@@ -7,9 +7,10 @@ import math
 import pytest
 
 from export.__main__ import build_parser as export_parser
+from export.config import Bounds
 from export.errors import ExportError, ModelSourceError, UnsupportedModelError, ValidationError
 from export.sources import resolve_model
-from export.validate import Bounds, Fidelity, check, record
+from export.validate import Fidelity, check, record
 from runtime.__main__ import build_parser as runtime_parser
 from runtime.core.checks import check_texts
 from runtime.core.tokenize import TextTokenizer
@@ -143,8 +144,8 @@ def test_mlm_head_must_be_linear():
 def test_flag_defaults_are_the_configs_own():
     """One source per default: the export and Triton CLIs read their defaults from the dataclasses."""
     from export.__main__ import build_parser
+    from export.config import Bounds
     from export.pipeline import ExportConfig
-    from export.validate import Bounds
     from runtime.triton.repository import TritonConfig
     from runtime.triton.repository import build_parser as triton_parser
 
