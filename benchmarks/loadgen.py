@@ -38,12 +38,17 @@ RESULTS = Path(__file__).parent / "results"
 BULK = 32  # texts per request in the bulk rows
 
 
-def workload(n: int, seed: int = 0) -> list[str]:
-    """70% short queries (3-10 words), 30% documents of mixed length, fixed order."""
+MIXES = {"mixed": 0.7, "queries": 1.0, "passages": 0.0}  # the share of short queries
+
+
+def workload(n: int, seed: int = 0, mix: str = "mixed") -> list[str]:
+    """Short queries (3-10 words) and documents of mixed length, fixed order: 70% queries ("mixed"),
+    queries only, or documents only ("passages")."""
     rng = random.Random(seed)
     docs = corpus.texts(300)
     queries = [" ".join(d.split()[:rng.randint(3, 10)]) for d in docs]
-    return [rng.choice(queries) if rng.random() < 0.7 else rng.choice(docs) for _ in range(n)]
+    share = MIXES[mix]
+    return [rng.choice(queries) if rng.random() < share else rng.choice(docs) for _ in range(n)]
 
 
 def in_process_limit(encoder: SpladeEncoder, texts: list[str], passes: int = 3) -> dict:
@@ -179,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk-clients", type=int, default=4,
                    help=f"concurrent clients of the bulk rows ({BULK} texts per request; 0 skips them). Default: %(default)s")
     p.add_argument("--requests", type=int, default=600, help="texts per run. Default: %(default)s")
+    p.add_argument("--mix", choices=list(MIXES), default="mixed",
+                   help="70%% queries and 30%% documents, queries only, or documents only. Default: %(default)s")
     p.add_argument("--time-limit", type=float, default=120, help="seconds per run at most. Default: %(default)s")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="loadgen", help="result file stem. Default: %(default)s")
@@ -190,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-requests", type=int, default=0,
                    help="also measure one client's sequential query latency over this many requests (0: skip)")
     args = p.parse_args(argv)
-    texts = workload(args.requests)
+    texts = workload(args.requests, mix=args.mix)
     encoder = SpladeEncoder(args.model, provider=args.provider)
     expected, vocab = encoder.encode(texts), encoder.manifest.vocab_size
     # fp32: every weight matches; int8 (scales depend on the batch) and fp16 (kernels depend on the batch
@@ -215,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                      time_limit=args.time_limit)
         runs.append(check(row, groups, expected, vocab, exact))
         print(json.dumps(runs[-1]), file=sys.stderr)
-    result = {"machine": machine(), "model": str(args.model), "provider": args.provider, "date": time.strftime("%Y-%m-%d"),
+    result = {"machine": machine(), "model": str(args.model), "provider": args.provider, "mix": args.mix,
+              "date": time.strftime("%Y-%m-%d"),
               "command": "python -m benchmarks.loadgen " + " ".join(argv if argv is not None else sys.argv[1:]),
               "in_process": limit, "runs": runs}
     if in_process_query is not None:

@@ -19,6 +19,11 @@ from runtime.core.tokenize import Tokenized
 from runtime.errors import InvalidInputError, OverloadedError
 
 log = logging.getLogger("runtime")
+# No wait by default: when the worker is free it takes every request already queued and starts. Under
+# load, requests queue while a batch runs, so batches form by themselves (as TEI's queue does); a lone
+# request is never held for company that is not coming (a 5 ms wait cost a lone query 6 ms over
+# HTTP on a 2-vCPU box, and bought no throughput: docs/server.md).
+DEFAULT_MAX_WAIT_MS = 0.0
 
 
 @dataclass(eq=False)
@@ -98,8 +103,9 @@ def gather(first: _Request, pending: queue.Queue, *, max_batch_size: int, max_ba
 class DynamicBatcher:
     """Runs one encoder on a worker thread; callers from any thread or event loop share its batches.
 
-    A batch starts when `max_batch_size` sequences or `max_batch_tokens` tokens (batch × longest,
-    padded) are waiting, or `max_wait_ms` after its first request arrived. A request larger than
+    When the worker is free, a batch takes the requests already queued, up to `max_batch_size`
+    sequences and `max_batch_tokens` tokens (batch × longest, padded), waiting at most `max_wait_ms`
+    after its first request arrived for more (default 0: it starts at once). A request larger than
     one batch runs a batch at a time, taking turns with requests that arrive meanwhile. Each caller gets exactly its own rows back;
     a failing batch fails only its own requests, and the worker keeps going.
 
@@ -110,7 +116,7 @@ class DynamicBatcher:
     """
 
     def __init__(self, encoder: SparseEncoder, *, max_batch_size: int = DEFAULT_BATCH_SIZE,
-                 max_batch_tokens: int | None = None, max_wait_ms: float = 5.0,
+                 max_batch_tokens: int | None = None, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                  on_batch: Callable[[BatchStats], None] | None = None):
         """`max_batch_tokens` defaults to the encoder's own (`EncoderOptions.max_batch_tokens`)."""
         if max_batch_tokens is None:

@@ -8,6 +8,7 @@ from typing import Any
 from runtime.core.checks import check_positive_int
 from runtime.core.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WINDOWS
 from runtime.errors import InvalidInputError
+from runtime.serving.batcher import DEFAULT_MAX_WAIT_MS
 
 
 def limit(default: int | float, help: str, least: float = 1) -> Any:
@@ -22,7 +23,8 @@ class ServerLimits:
     max_batch_tokens: int = limit(DEFAULT_MAX_BATCH_TOKENS, "padded tokens (batch × longest sequence) per inference "
                                   "batch, in the batcher's gather and in each run")
     max_batch_size: int = limit(DEFAULT_BATCH_SIZE, "sequences per inference batch")
-    max_wait_ms: float = limit(5.0, "how long a batch waits for more requests", least=0)
+    max_wait_ms: float = limit(DEFAULT_MAX_WAIT_MS, "how long a batch may wait for more requests once the worker is "
+                               "free (0: it takes what is queued and starts)", least=0)
     max_concurrent_requests: int = limit(512, "requests in flight before 429")
     max_client_batch_size: int = limit(32, "inputs per request before 413")
     payload_limit: int = limit(2_000_000, "request body bytes before 413, checked before parsing")

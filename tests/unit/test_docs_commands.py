@@ -350,10 +350,10 @@ def test_stated_default(case):
 
 # (doc, the doc's own words, "module:Name.parameter" or "module:CONSTANT", default): library defaults.
 LIBRARY_DEFAULTS = [
-    ("docs/runtime.md", "`DynamicBatcher(enc, max_batch_size=32, max_wait_ms=5)`",
+    ("docs/runtime.md", "`DynamicBatcher(enc, max_batch_size=32, max_wait_ms=0)`",
      "runtime.serving.batcher:DynamicBatcher.max_batch_size", 32),
-    ("docs/runtime.md", "`DynamicBatcher(enc, max_batch_size=32, max_wait_ms=5)`",
-     "runtime.serving.batcher:DynamicBatcher.max_wait_ms", 5),
+    ("docs/runtime.md", "`DynamicBatcher(enc, max_batch_size=32, max_wait_ms=0)`",
+     "runtime.serving.batcher:DynamicBatcher.max_wait_ms", 0),
     ("docs/runtime.md", "(`max_batch_tokens`: the encoder's own, 16384 unless set)",
      "runtime.serving.batcher:DynamicBatcher.max_batch_tokens", None),
     ("docs/runtime.md", "(`max_batch_tokens`: the encoder's own, 16384 unless set)",
