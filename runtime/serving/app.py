@@ -25,6 +25,7 @@ from runtime.core.options import EncodeOptions
 from runtime.core.pipeline import SparseEncoder
 from runtime.errors import InputTooLongError, InvalidInputError, OverloadedError
 from runtime.serving.batcher import BatchStats, DynamicBatcher
+from runtime.serving.fastpath import EmbedSparseFastPath
 from runtime.serving.guard import Guard, error_response
 from runtime.serving.limits import ServerLimits
 from runtime.serving.schemas import (
@@ -52,6 +53,10 @@ class VectorsResponse(Response):
 
 
 _error = error_response
+
+
+def overloaded_response(exc: OverloadedError) -> JSONResponse:
+    return _error(429, str(exc), "overloaded", headers={"Retry-After": "1"})
 MAX_PROBLEMS = 5  # validation problems listed in one 422 (a body of 100k bad items must not echo them all)
 
 
@@ -121,14 +126,23 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
 
     @app.exception_handler(OverloadedError)
     async def overloaded(request: Request, exc: OverloadedError):
-        return _error(429, str(exc), "overloaded", headers={"Retry-After": "1"})
+        return overloaded_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = "validation" if 400 <= exc.status_code < 500 else "server"
         return _error(exc.status_code, str(exc.detail)[:500], kind, headers=getattr(exc, "headers", None))
 
+    async def embed_sparse_answer(texts: list[str], fields: dict[str, Any]) -> Response:
+        """/embed_sparse's answer, for the route and for its fast path alike."""
+        try:
+            out = await run(texts, "document", fields)
+        except OverloadedError as exc:
+            return overloaded_response(exc)
+        return out if isinstance(out, JSONResponse) else VectorsResponse([v.to_tei() for v in out])
+
     paths: set[str] = set()  # the app's route paths, filled below once the routes exist
+    app.add_middleware(EmbedSparseFastPath, handle=embed_sparse_answer)  # inside the Guard (added next)
     app.add_middleware(Guard, limit=limits.payload_limit, paths=paths,
                        count=lambda route, status: metrics.requests.labels(route, status).inc())
 
@@ -165,11 +179,8 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
         return [inputs] if isinstance(inputs, str) else inputs
 
     @app.post("/embed_sparse", response_model=list[list[SparseValue]], summary="TEI-compatible sparse embeddings")
-    async def embed_sparse(body: EmbedSparseRequest):
-        out = await run(as_list(body.inputs), "document", body.options())
-        if isinstance(out, JSONResponse):
-            return out
-        return VectorsResponse([v.to_tei() for v in out])
+    async def embed_sparse(body: EmbedSparseRequest):  # bodies of this exact shape are answered by the fast path
+        return await embed_sparse_answer(as_list(body.inputs), body.options())
 
     @app.post("/encode", response_model=EncodeResponse, summary="Sparse vectors with pruning and token strings")
     async def encode(body: EncodeRequest):

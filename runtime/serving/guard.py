@@ -59,13 +59,14 @@ class Guard:
                 status.append(message["status"])
             await send(message)
 
-        received = 0
+        received, body_done = 0, False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, body_done
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.limit:
                     raise HTTPException(413, self._too_large())
             return message
@@ -79,7 +80,8 @@ class Guard:
             await self.app(scope, limited, tracked)
         except HTTPException as exc:  # raised while reading the body, outside any route
             if not status:
-                await drain(scope, receive, started=True)
+                if not body_done:  # after the last part, receive() would wait for the client to leave
+                    await drain(scope, receive, started=True)
                 await self._reply(scope, receive, tracked, exc.status_code, str(exc.detail), "validation")
         except Exception:
             log.exception("unhandled error on %s", route_label(scope, self.paths))

@@ -49,6 +49,19 @@ def test_a_client_that_writes_its_whole_body_reads_the_413(server):
     assert post(server, b'{"inputs": ["still serving"]}')[0] == 200
 
 
+def test_a_chunked_body_that_arrives_whole_gets_its_413_at_once(server):
+    """The whole over-limit chunked body in one write: the server sees it as one final message, and
+    answers without waiting for more body (there is none) or for the client to leave."""
+    payload = b'{"inputs": ["' + b"z" * 5000 + b'"]}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /embed_sparse HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n" + chunked)
+        sock.settimeout(1.0)  # under --client-timeout: an answer, not a cut
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b'"error_type":"validation"' in answer
+
+
 def test_a_request_whose_headers_never_finish_is_cut(server):
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
