@@ -2,13 +2,14 @@
 
 The export is built in a fresh sibling of the output (`.<name>.partial-<random>`) and moved into place
 only when complete; a previous export is moved aside, the new one renamed into place, then the old one
-deleted. Until that last moment the previous export is left as it was, whatever happens (a SIGKILL
-included). `--output` is refused before any work when it is the source folder, inside it or holds it,
+deleted. Until the first rename the previous export is left as it was, whatever happens (a SIGKILL
+included); a kill between the two renames leaves it whole at `.<name>.old-<random>`, to be renamed back. `--output` is refused before any work when it is the source folder, inside it or holds it,
 or when it holds files that are not a previous export of this tool.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import secrets
@@ -37,6 +38,24 @@ def is_previous_export(folder: Path) -> bool:
     return False
 
 
+# What an export writes into its folder (the manifest, the graph or static weights, what `save_pretrained`
+# writes for a tokenizer); a Router export holds `document/` and `query/`, each an export.
+EXPORT_FILES = ("splade.json", "model.onnx*", "*.npy", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
+                "vocab.*", "merges.txt", "*.model", "chat_template*")
+ROUTE_FOLDERS = ("document", "query")
+
+
+def not_ours(folder: Path) -> list[str]:
+    """Names in a previous export's folder that no export writes: replacing the folder would delete them."""
+    extra = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.is_symlink() and entry.name in ROUTE_FOLDERS:
+            extra += [f"{entry.name}/{name}" for name in not_ours(entry)]
+        elif entry.is_symlink() or not entry.is_file() or not any(fnmatch.fnmatch(entry.name, p) for p in EXPORT_FILES):
+            extra.append(entry.name + ("/" if entry.is_dir() else ""))
+    return extra
+
+
 def listing(folder: Path, shown: int = 5) -> str:
     """A few of the names in `folder`, for a message."""
     names = sorted(os.listdir(folder))
@@ -62,6 +81,12 @@ def _refuse_foreign(folder: Path, shown: Path, what: str) -> None:
         raise OutputFolderError(f"{shown}: {what} holds files that are not a previous export ({listing(folder)}; no "
                                 "splade.json the runtime reads); nothing was written. Choose a new or empty folder, "
                                 "or remove these files first")
+    extra = not_ours(folder)
+    if extra:
+        more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+        raise OutputFolderError(f"{shown}: {what} holds a previous export and other files ({', '.join(extra[:5])}{more}) "
+                                "that replacing it would delete; nothing was written. Move them out first, or "
+                                "choose another folder")
 
 
 def check_output(out: Path, source: Path | None) -> None:
@@ -121,6 +146,9 @@ class Staging:
         self.real = out.resolve()
         self.real.parent.mkdir(parents=True, exist_ok=True)
         self.root: Path | None = Path(tempfile.mkdtemp(prefix=f".{self.real.name}.partial-", dir=self.real.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.root, 0o777 & ~umask)  # mkdtemp's 0700 would make the published folder its owner's alone
         self.work = self.root / ".work"  # traces and fused fp32 graphs: on the output's disk, deleted at publish
 
     def folder(self, name: str) -> Path:

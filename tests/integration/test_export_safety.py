@@ -174,3 +174,23 @@ def test_killed_export_leaves_the_previous_one_loadable(fp32_dir, tmp_path, stag
     assert hashes(out) == before
     enc = SpladeEncoder(out, provider="cpu")
     assert enc.manifest.precision == "fp32" and len(enc.encode(["what is splade"])[0]) > 0
+
+
+def test_a_previous_export_holding_other_files_is_not_replaced(sources, tmp_path):
+    """Replacing a previous export deletes its folder: refused while it holds files no export writes."""
+    out = tmp_path / "mine"
+    export_model(tiny(sources["bert"], out))
+    (out / "my-notes.txt").write_text("results of last week")
+    (out / "runs").mkdir()
+    before = hashes(out)
+    with pytest.raises(OutputFolderError, match="holds a previous export and other files .*my-notes.txt.*runs/"):
+        export_model(tiny(sources["bert"], out))
+    assert hashes(out) == before and siblings(out) == []
+
+
+def test_a_published_export_is_readable_by_others(sources, tmp_path):
+    out = tmp_path / "shared"
+    export_model(tiny(sources["bert"], out))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
