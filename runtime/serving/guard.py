@@ -59,30 +59,31 @@ class Guard:
                 status.append(message["status"])
             await send(message)
 
-        received, body_done = 0, False
+        received = 0
 
         async def limited() -> Message:
-            nonlocal received, body_done
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                body_done = not message.get("more_body", False)
                 if received > self.limit:
-                    raise HTTPException(413, self._too_large())
+                    # drained here, whoever answers (a route's handler or the Guard); after the last
+                    # part, receive() would wait for the client to leave
+                    whole = not message.get("more_body", False) or await drain(scope, receive, started=True)
+                    raise HTTPException(413, self._too_large(), headers=None if whole else {"connection": "close"})
             return message
 
         try:
             declared = dict(scope.get("headers") or []).get(b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-                await drain(scope, receive, started=False)
-                await self._reply(scope, receive, tracked, 413, self._too_large(), "validation")
+                whole = await drain(scope, receive, started=False)
+                await self._reply(scope, receive, tracked, 413, self._too_large(), "validation", close=not whole)
                 return
             await self.app(scope, limited, tracked)
-        except HTTPException as exc:  # raised while reading the body, outside any route
+        except HTTPException as exc:  # raised while reading the body outside any route (the fast path)
             if not status:
-                if not body_done:  # after the last part, receive() would wait for the client to leave
-                    await drain(scope, receive, started=True)
-                await self._reply(scope, receive, tracked, exc.status_code, str(exc.detail), "validation")
+                await self._reply(scope, receive, tracked, exc.status_code, str(exc.detail), "validation",
+                                  close=bool(exc.headers))
         except Exception:
             log.exception("unhandled error on %s", route_label(scope, self.paths))
             if not status:
@@ -96,28 +97,31 @@ class Guard:
         return f"request body is larger than the payload limit of {self.limit} bytes"
 
     @staticmethod
-    async def _reply(scope: Scope, receive: Receive, send: Send, code: int, message: str, kind: str) -> None:
-        await error_response(code, message, kind)(scope, receive, send)
+    async def _reply(scope: Scope, receive: Receive, send: Send, code: int, message: str, kind: str,
+                     close: bool = False) -> None:
+        """`close`: the body was not read to its end, so the connection cannot carry another request."""
+        await error_response(code, message, kind, headers={"connection": "close"} if close else None)(
+            scope, receive, send)
 
 
-async def drain(scope: Scope, receive: Receive, *, started: bool) -> int:
-    """Read and discard the rest of a refused request's body, up to DRAIN_BYTES; returns the bytes read.
+async def drain(scope: Scope, receive: Receive, *, started: bool) -> bool:
+    """Read and discard the rest of a refused request's body, up to DRAIN_BYTES; True if it was read to its end.
 
     A client that waits for `100 Continue` (curl) and was not yet asked for its body (`started`
-    False) has sent nothing: it is not asked to send.
+    False) has sent nothing: it is not asked to send (and the connection is closed after the answer).
     """
     headers = dict(scope.get("headers") or [])
     if not started and headers.get(b"expect", b"").lower() == b"100-continue":
-        return 0
+        return False
     read = 0
     while read <= DRAIN_BYTES:
         message = await receive()
         if message["type"] != "http.request":  # the client went away
-            break
+            return False
         read += len(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return read
+            return True
+    return False
 
 
 __all__ = ["DRAIN_BYTES", "Guard", "OTHER", "drain", "error_response", "route_label"]

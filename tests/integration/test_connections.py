@@ -106,3 +106,25 @@ def test_connections_over_the_bound_get_503_at_once(server):
             sock.close()
     time.sleep(0.3)  # the held ones are gone: the bound frees up
     assert post(server, b'{"inputs": ["after the flood"]}')[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/encode", "/embed_sparse", "/opensearch/sparse_encoding"])
+def test_a_streamed_413_is_drained_and_the_connection_serves_on(server, path):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", path, body=iter([b'{"inputs": ["', b"y" * 50_000, b'"]}']),
+                 headers={"content-type": "application/json"}, encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and json.loads(response.read())["error_type"] == "validation"
+    conn.request("GET", "/health")  # the same connection: the refused body did not leak into the next request
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_a_413_to_expect_100_continue_closes_the_connection(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n"
+                     b"expect: 100-continue\r\n\r\n")
+        sock.settimeout(5)
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413 ") and b"connection: close" in answer.lower()
+        assert sock.recv(100) == b""  # closed: the body it never sent cannot be taken for a next request
