@@ -32,6 +32,11 @@ def bounded_protocol(max_connections: int, client_timeout: float) -> type[HttpTo
     class BoundedHttpProtocol(HttpToolsProtocol):
         _arrival: asyncio.TimerHandle | None = None
         _headers_in = False
+        _started = False  # a byte of the timed request has arrived
+
+        def data_received(self, data: bytes) -> None:
+            self._started = True
+            super().data_received(data)
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -46,6 +51,7 @@ def bounded_protocol(max_connections: int, client_timeout: float) -> type[HttpTo
             self._headers_in = False
             if self._arrival is None:  # a new request on a kept-alive connection; a first one is timed from connect
                 self._arm()
+                self._started = True
 
         def on_headers_complete(self) -> None:
             self._headers_in = True
@@ -59,8 +65,10 @@ def bounded_protocol(max_connections: int, client_timeout: float) -> type[HttpTo
             self._disarm()
             super().connection_lost(exc)
 
-        def _arm(self) -> None:
+        def _arm(self, fresh: bool = True) -> None:
             self._disarm()
+            if fresh:
+                self._started = False
             self._arrival = self.loop.call_later(client_timeout, self._timed_out)
 
         def _disarm(self) -> None:
@@ -72,10 +80,16 @@ def bounded_protocol(max_connections: int, client_timeout: float) -> type[HttpTo
             self._arrival = None
             if self.transport.is_closing():
                 return
-            if not self._headers_in:
-                self._refuse(408, f"the request did not arrive within {client_timeout:g} s", "validation")
-            else:  # the app is reading the body: closing is how it learns the client is gone
+            if self.pipeline or self.flow.read_paused:  # the server is why it has not arrived: time it again
+                self._arm(fresh=False)
+            elif self._headers_in:  # the app is reading a body that stalled: closing tells it the client is gone
                 self.transport.close()
+            elif self.cycle is not None and not self.cycle.response_complete:
+                self._arm(fresh=False)  # never a 408 into the middle of a response still going out
+            elif not self._started:  # nothing of a request arrived: an idle connection, closed without a word
+                self.transport.close()
+            else:
+                self._refuse(408, f"the request did not arrive within {client_timeout:g} s", "validation")
 
         def _refuse(self, status: int, message: str, kind: str) -> None:
             self.transport.write(refusal(status, message, kind))
