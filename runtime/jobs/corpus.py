@@ -151,6 +151,10 @@ def encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeO
 def _encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeOptions, *, fmt: Format,
                    chunk: int, progress: bool, keep_first_duplicate: bool) -> int:
     check_paths(src, dst)
+    if not src.is_file():  # these two before the lock, so a refused run leaves nothing beside the output
+        raise CorpusError(f"{src}: --input is not a file")
+    if dst.is_dir():
+        raise CorpusError(f"{dst}: --output exists and is not a file")
     with exclusive_output(dst):  # before done_ids, which may cut a torn last line
         return _encode_locked(encoder, src, dst, options, fmt=fmt, chunk=chunk, progress=progress,
                               keep_first_duplicate=keep_first_duplicate)

@@ -19,15 +19,19 @@ from runtime.errors import CorpusError
 
 
 def lock_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.lock")
+    """`.<name>.lock` beside the output, by its real path (a symlink and its target share one lock)."""
+    real = Path(output).resolve()
+    if not real.name:
+        raise CorpusError(f"{output}: not a usable output (the root folder); choose a file or folder inside one")
+    return real.with_name(f".{real.name}.lock")
 
 
 @contextlib.contextmanager
 def exclusive_output(output: Path) -> Iterator[Path]:
     """Hold the output's lock for the body; CorpusError naming the holder's pid if another run has it."""
     path = lock_path(Path(output))
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a planted symlink: the pid is written into the file
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
         raise CorpusError(f"{path}: cannot create the output's lock file ({exc.strerror or exc})") from exc
     try:

@@ -123,9 +123,14 @@ def encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions |
     """
     options = EncodeOptions.of(options, **overrides)
     check_paths(src, dst)
-    with exclusive_output(dst):
-        return _encode_files(model_dir, src, dst, options, num_actors=num_actors, batch_size=batch_size,
-                             num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads)
+    if not src.exists():
+        raise CorpusError(f"{src}: --input does not exist")
+    try:
+        with exclusive_output(dst):
+            return _encode_files(model_dir, src, dst, options, num_actors=num_actors, batch_size=batch_size,
+                                 num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads)
+    except OSError as exc:  # unreadable input, unwritable output: named, as the corpus job does
+        raise CorpusError(f"{exc.filename or dst}: {exc.strerror or exc}") from exc
 
 
 def _encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions, *, num_actors: int,

@@ -95,3 +95,20 @@ def test_a_second_ray_run_is_refused_before_ray_starts(fp32_dir, tmp_path):
         with pytest.raises(CorpusError, match=f"another run is writing this output \\(pid {os.getpid()}"):
             encode_files(fp32_dir, src, dst, provider="cpu")
     assert not dst.exists()  # nothing was written for the refused run
+
+
+def test_refusals_before_the_lock_leave_nothing_and_a_planted_symlink_is_not_followed(fp32_dir, tmp_path):
+    from runtime.jobs.corpus import encode_corpus
+
+    enc = SpladeEncoder(fp32_dir, provider="cpu")
+    with pytest.raises(CorpusError, match="--input is not a file"):
+        encode_corpus(enc, tmp_path / "missing.jsonl", tmp_path / "v.jsonl")
+    with pytest.raises(CorpusError, match="--output exists and is not a file"):
+        encode_corpus(enc, write_corpus(tmp_path / "c.jsonl", 3), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]  # no lock file left anywhere here
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".v.jsonl.lock").symlink_to(victim)  # planted where the lock goes
+    with pytest.raises(CorpusError, match="lock file"):
+        encode_corpus(enc, tmp_path / "c.jsonl", tmp_path / "v.jsonl")
+    assert victim.read_text() == "precious" and not (tmp_path / "v.jsonl").exists()
