@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--prompt-name", default=_E.prompt_name,
                      help="a prompt of the model folder (sentence-transformers prompts) put before each text "
                           "(default: the folder's default prompt, if any)")
+    enc.add_argument("--kind", choices=["document", "query"], default="document",
+                     help="the texts are documents or queries: the folder's prompt for that kind applies unless "
+                          "--prompt-name names one, as in the server's /encode. Default: %(default)s")
     enc.add_argument("--truncation-direction", choices=["right", "left"], default=_E.truncation_direction,
                      help="which end of an over-long text is cut. Default: %(default)s")
     enc.add_argument("--json", action="store_true", help="print JSON ({token: weight} per text)")
@@ -84,16 +87,16 @@ def _encode(args) -> int:
                              "or encode without --ray")
         n = encode_files(args.model, args.input, args.output, options, num_actors=args.num_actors,
                          batch_size=args.batch_size, num_gpus_per_actor=args.num_gpus_per_actor, provider=args.provider,
-                         threads=args.threads)
+                         threads=args.threads, kind=args.kind)
         print(f"encoded {n} texts into {args.output}", file=sys.stderr)
         return 0
     encoder = open_encoder(args.model, args.provider, **encoder_options(args))
     if args.input:
-        n = encode_corpus(encoder, args.input, args.output, options, fmt=args.format or "tokens",
+        n = encode_corpus(encoder, args.input, args.output, options, kind=args.kind, fmt=args.format or "tokens",
                           keep_first_duplicate=args.keep_first_duplicate)
         print(f"encoded {n} new texts into {args.output}", file=sys.stderr)
         return 0
-    vectors = encoder.encode(args.texts, options)
+    vectors = encoder.encode(args.texts, encoder.for_task(args.kind, options))
     if args.json:
         print(json.dumps([encoder.decode(v) for v in vectors], ensure_ascii=False))
         return 0

@@ -133,14 +133,16 @@ def record(encoder: SparseEncoder, doc_id: DocId, vec: SparseVector, fmt: Format
 
 def encode_corpus(encoder: SparseEncoder, src: Path, dst: Path, options: EncodeOptions | None = None, *,
                   fmt: Format = "tokens", chunk: int = 256, progress: bool = True,
-                  keep_first_duplicate: bool = False, **overrides) -> int:
+                  keep_first_duplicate: bool = False, kind: str = "document", **overrides) -> int:
     """Encode `src` into `dst` (appending); returns how many texts were encoded in this run.
 
-    Options are an `EncodeOptions` and/or its fields as keywords, as in `encode`. The whole input is
+    Options are an `EncodeOptions` and/or its fields as keywords, as in `encode`; the texts are
+    `kind` ("document" or "query"): the folder's prompt for that kind applies unless one is named, as
+    in `encode_document` / `encode_query` and the server's `/encode`. The whole input is
     checked first (bad lines, ids, repeated ids, lone surrogates: CorpusError naming `file:line`), then
     the output (see `done_ids`); nothing is written before both pass.
     """
-    options = EncodeOptions.of(options, **overrides)
+    options = encoder.for_task(kind, EncodeOptions.of(options, **overrides))
     try:
         return _encode_corpus(encoder, src, dst, options, fmt=fmt, chunk=chunk, progress=progress,
                               keep_first_duplicate=keep_first_duplicate)

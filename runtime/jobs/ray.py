@@ -16,11 +16,11 @@ class _EncodeBatch:
     """Ray actor body: loads the model once, then encodes every batch it is handed."""
 
     def __init__(self, model_dir: str, text_column: str, provider: str, options: EncodeOptions,
-                 threads: int | None = None):
+                 threads: int | None = None, kind: str = "document"):
         from runtime.core.encoder import SpladeEncoder
 
         self.encoder = SpladeEncoder(model_dir, provider, threads=threads)
-        self.text_column, self.options = text_column, options
+        self.text_column, self.options = text_column, self.encoder.for_task(kind, options)
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -34,7 +34,8 @@ class _EncodeBatch:
 
 def encode_dataset(ds, model_dir: str | Path, options: EncodeOptions | None = None, *, text_column: str = "text",
                    batch_size: int = 64, num_actors: int = 1, num_gpus_per_actor: float = 0, provider: str = "auto",
-                   threads: int | None = None, num_cpus_per_actor: float | None = None, **overrides):
+                   threads: int | None = None, num_cpus_per_actor: float | None = None, kind: str = "document",
+                   **overrides):
     """Add `indices` (int32 lists) and `values` (float32 lists) columns to a Ray Dataset.
 
     Example:
@@ -44,6 +45,7 @@ def encode_dataset(ds, model_dir: str | Path, options: EncodeOptions | None = No
     Args:
         ds: a `ray.data.Dataset` with a string column `text_column`.
         options: an `EncodeOptions` and/or its fields as keywords (top_k, threshold, truncate, ...), as in `encode`.
+        kind: "document" (default) or "query": the folder's prompt for that kind applies unless one is named.
         model_dir: folder written by `python -m export`, readable from every worker.
         num_actors: actors in the pool, each holding one model (`map_batches` with `concurrency`).
         num_gpus_per_actor: GPUs each actor reserves (0 for CPU; with provider "auto" a GPU is used
@@ -58,7 +60,7 @@ def encode_dataset(ds, model_dir: str | Path, options: EncodeOptions | None = No
     planned_cpus, planned_threads = actor_resources(ray.cluster_resources().get("CPU", 1.0), num_actors)
     return ds.map_batches(
         _EncodeBatch,
-        fn_constructor_args=(str(model_dir), text_column, provider, options, threads or planned_threads),
+        fn_constructor_args=(str(model_dir), text_column, provider, options, threads or planned_threads, kind),
         num_cpus=planned_cpus if num_cpus_per_actor is None else num_cpus_per_actor,
         batch_size=batch_size,
         batch_format="pyarrow",
@@ -114,7 +116,7 @@ def check_inputs(src: Path, dst: Path, *, parquet: bool) -> None:
 
 def encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions | None = None, *, num_actors: int = 1,
                  batch_size: int = 64, num_gpus_per_actor: float = 0, provider: str = "auto",
-                 threads: int | None = None, **overrides) -> int:
+                 threads: int | None = None, kind: str = "document", **overrides) -> int:
     """Read Parquet or JSONL shards (a file or folder), encode, write shards of the same format to `dst`.
 
     Checked before Ray starts any work: no other run holds `dst` (its lock is held until the shards
@@ -128,13 +130,14 @@ def encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions |
     try:
         with exclusive_output(dst):
             return _encode_files(model_dir, src, dst, options, num_actors=num_actors, batch_size=batch_size,
-                                 num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads)
+                                 num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads,
+                                 kind=kind)
     except OSError as exc:  # unreadable input, unwritable output: named, as the corpus job does
         raise CorpusError(f"{exc.filename or dst}: {exc.strerror or exc}") from exc
 
 
 def _encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions, *, num_actors: int,
-                  batch_size: int, num_gpus_per_actor: float, provider: str, threads: int | None) -> int:
+                  batch_size: int, num_gpus_per_actor: float, provider: str, threads: int | None, kind: str) -> int:
     import ray
 
     parquet = src.suffix == ".parquet" or (src.is_dir() and any(src.glob("*.parquet")))
@@ -143,7 +146,7 @@ def _encode_files(model_dir: Path, src: Path, dst: Path, options: EncodeOptions,
     actor_resources(ray.cluster_resources().get("CPU", 1.0), num_actors)  # refuse before reading
     ds = ray.data.read_parquet(str(src)) if parquet else ray.data.read_json(str(src), lines=True)
     out = encode_dataset(ds, model_dir, options, batch_size=batch_size, num_actors=num_actors,
-                         num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads)
+                         num_gpus_per_actor=num_gpus_per_actor, provider=provider, threads=threads, kind=kind)
     out = out.materialize()
     (out.write_parquet if parquet else out.write_json)(str(dst))
     return out.count()

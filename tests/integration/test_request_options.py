@@ -123,3 +123,18 @@ def test_corpus_job_takes_the_pruning_options(fp32_dir, encoder, tmp_path):
     rows = [json.loads(line) for line in dst.read_text().splitlines()]
     for row, vec in zip(rows, encoder.encode(TEXTS, max_ratio=0.25, alpha_mass=0.7), strict=True):
         assert row["indices"] == vec.indices.tolist() and np.allclose(row["values"], vec.values)
+
+
+@pytest.mark.parametrize("kind", ["document", "query"])
+def test_cli_and_corpus_apply_the_kinds_prompt_as_encode_does(prompted_dir, tmp_path, kind):
+    enc = SpladeEncoder(prompted_dir, provider="cpu")
+    expected = (enc.encode_document if kind == "document" else enc.encode_query)(TEXTS[:4])
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS[:4])))
+    done = subprocess.run([sys.executable, "-m", "runtime", "encode", "--model", str(prompted_dir), "--input", str(src),
+                           "--output", str(dst), "--format", "indices", "--kind", kind],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [r["indices"] for r in rows] == [v.indices.tolist() for v in expected]
+    assert [r["indices"] for r in rows] != [v.indices.tolist() for v in enc.encode(TEXTS[:4])]  # the prompt mattered
