@@ -63,6 +63,8 @@ class SessionOptions:
         check_provider(self.provider)
         check_option_keys(self.provider_options)
         check_positive_int(self.max_batch_size, "max_batch_size")
+        if self.threads == 0 and not isinstance(self.threads, bool):  # ONNX Runtime's own "0: the default"
+            object.__setattr__(self, "threads", None)
         if self.threads is not None:
             check_positive_int(self.threads, "threads")
         if self.cache_dir is not None and not isinstance(self.cache_dir, Path):

@@ -90,7 +90,7 @@ class EncodeOptions:
         if self.prompt_name is not None and not isinstance(self.prompt_name, str):
             raise InvalidInputError(f"prompt_name must be a string, got {self.prompt_name!r}")
         check_positive_int(self.batch_size, "batch_size")
-        truncation_of(self.truncation)
+        object.__setattr__(self, "truncation", truncation_of(self.truncation))  # a bool becomes its mode
         if self.max_windows is not None:
             check_positive_int(self.max_windows, "max_windows")
         check_bool(self.sort_by_length, "sort_by_length")

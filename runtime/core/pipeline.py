@@ -157,7 +157,7 @@ class SparseEncoder(ABC):
             return ""
         if name not in self.manifest.prompts:
             known = ", ".join(sorted(self.manifest.prompts)) or "none"
-            raise InvalidInputError(f"prompt_name {name!r} is not a prompt of {self.path.name} (it has: {known})")
+            raise InvalidInputError(f"prompt_name {name[:100]!r} is not a prompt of this model (it has: {known})")
         return self.manifest.prompts[name]
 
     def task_prompt_name(self, task: str) -> str | None:

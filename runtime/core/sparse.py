@@ -58,15 +58,16 @@ class SparseVector:
         largest (OpenSearch's `max_ratio`). alpha_mass: the heaviest terms while their running sum is
         <= alpha_mass × the total (OpenSearch's `alpha_mass`; a small alpha can keep none).
         """
-        values = self.values  # compared in float64: a bound one step below a float32 weight must stay below it
-        keep = int(np.count_nonzero(values > np.float64(threshold)))
+        values = self.values  # float32, compared in float32 as OpenSearch's PruneUtils compares Java floats
+        keep = int(np.count_nonzero(values > np.float32(threshold)))
         if top_k is not None:
             keep = min(keep, top_k)
         if max_ratio is not None and len(values):
-            keep = min(keep, int(np.count_nonzero(values >= np.float64(max_ratio) * np.float64(values[0]))))
+            keep = min(keep, int(np.count_nonzero(values >= np.float32(max_ratio) * values[0])))
         if alpha_mass is not None and len(values):
-            running = np.cumsum(values, dtype=np.float64)
-            keep = min(keep, int(np.count_nonzero(running <= np.float64(alpha_mass) * running[-1])))
+            running = np.cumsum(values, dtype=np.float32)  # a float running sum, as PruneUtils keeps it
+            total = np.float32(values.sum(dtype=np.float64))  # ... and its total, summed as doubles
+            keep = min(keep, int(np.count_nonzero(running <= np.float32(alpha_mass) * total)))
         return SparseVector(self.indices[:keep], self.values[:keep])
 
 

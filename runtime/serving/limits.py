@@ -37,7 +37,7 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value, least = getattr(self, f.name), f.metadata["least"]
-            if f.type == "int":
+            if isinstance(f.default, int):
                 try:
                     check_positive_int(value, f.name)
                     continue
@@ -50,8 +50,7 @@ class ServerLimits:
     @classmethod
     def flags(cls) -> list[tuple[str, type, object, str]]:
         """(flag, type, default, help) of every limit, for argparse."""
-        return [(f"--{f.name.replace('_', '-')}", int if f.type == "int" else float, f.default, f.metadata["help"])
-                for f in fields(cls)]
+        return [(f"--{f.name.replace('_', '-')}", type(f.default), f.default, f.metadata["help"]) for f in fields(cls)]
 
     @classmethod
     def from_args(cls, args: object) -> ServerLimits:

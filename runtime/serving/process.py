@@ -69,7 +69,11 @@ class ServerProcess:
     def stop(self) -> str:
         """SIGTERM, wait for the graceful exit, return everything the server printed."""
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=40)  # past uvicorn's 30 s graceful shutdown
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         out = self.output()
         self.log.close()
         return out

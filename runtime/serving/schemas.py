@@ -6,9 +6,9 @@ Pydantic checks types and shapes here (the OpenAPI schema); values are checked o
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from runtime.core.options import Truncation
@@ -71,8 +71,9 @@ def prune_options(prune_type: str, prune_ratio: float | None) -> dict[str, Any]:
         if prune_ratio != int(prune_ratio) or prune_ratio < 1:
             raise InvalidInputError(f"prune_ratio for top_k must be a positive integer, got {prune_ratio!r}")
         return {"top_k": int(prune_ratio)}
-    if prune_type == "abs_value":  # OpenSearch keeps weights >= the value; `threshold` drops weights <= it
-        return {"threshold": math.nextafter(prune_ratio, -math.inf)}
+    if prune_type == "abs_value":  # OpenSearch keeps float weights >= the value; `threshold` drops weights <= it:
+        # the float32 just below the value, so that exactly the weights >= it stay
+        return {"threshold": float(np.nextafter(np.float32(prune_ratio), np.float32(-np.inf)))}
     return {prune_type: prune_ratio}
 
 

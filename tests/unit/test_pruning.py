@@ -14,20 +14,21 @@ from runtime.serving.schemas import prune_options
 
 
 def reference(values: np.ndarray, *, top_k=None, threshold=0.0, max_ratio=None, alpha_mass=None) -> set[int]:
-    """Positions kept, rule by rule on the whole vector, as OpenSearch's PruneUtils writes them (a term is kept
-    when every rule keeps it)."""
+    """Positions kept, rule by rule on the whole vector, as OpenSearch's PruneUtils writes them in Java floats
+    (float32; the total summed as doubles): a term is kept when every rule keeps it."""
+    f32 = np.float32
     keep = set(range(len(values)))
     order = sorted(range(len(values)), key=lambda i: -values[i])
     if top_k is not None:
         keep &= set(order[:top_k])
-    keep &= {i for i in range(len(values)) if values[i] > threshold}
+    keep &= {i for i in range(len(values)) if values[i] > f32(threshold)}
     if max_ratio is not None:
-        keep &= {i for i in range(len(values)) if values[i] >= max_ratio * max(values)}
+        keep &= {i for i in range(len(values)) if values[i] >= f32(max_ratio) * f32(max(values))}
     if alpha_mass is not None:
-        total, running, mass = float(sum(float(v) for v in values)), 0.0, set()
+        total, running, mass = f32(sum(float(v) for v in values)), f32(0), set()
         for i in order:
-            running += float(values[i])
-            if running <= alpha_mass * total:
+            running = f32(running + values[i])
+            if running <= f32(alpha_mass) * total:
                 mass.add(i)
         keep &= mass
     return keep
@@ -70,9 +71,12 @@ def test_opensearch_query_parameters():
     assert prune_options("top_k", 5.0) == {"top_k": 5}
     assert prune_options("max_ratio", 0.1) == {"max_ratio": 0.1}
     assert prune_options("alpha_mass", 0.4) == {"alpha_mass": 0.4}
-    # abs_value keeps weights >= the value (OpenSearch); threshold drops weights <= it: one step below
-    v = SparseVector(np.array([1, 2, 3], np.int32), np.array([2.0, 0.5, 0.25], np.float32))
-    assert EncodeOptions(**prune_options("abs_value", 0.5)).prune(v).indices.tolist() == [1, 2]
+    # abs_value keeps weights >= the value (OpenSearch, in floats); threshold drops weights <= it: one float below
+    v = SparseVector(np.array([1, 2, 3], np.int32), np.array([2.0, 0.7, 0.25], np.float32))
+    assert EncodeOptions(**prune_options("abs_value", 0.7)).prune(v).indices.tolist() == [1, 2]
+    assert EncodeOptions(**prune_options("abs_value", 0.70001)).prune(v).indices.tolist() == [1]
+    # threshold compares in float32, as it always has: a weight equal to float32(threshold) is dropped
+    assert EncodeOptions(threshold=0.7).prune(v).indices.tolist() == [1]
     for args in (("top_k", 2.5), ("top_k", 0.0), ("max_ratio", None), ("none", 0.3)):
         with pytest.raises(InvalidInputError):
             prune_options(*args)
