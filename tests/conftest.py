@@ -127,3 +127,12 @@ def assert_matches(vec, expected: np.ndarray, atol: float = 1e-4) -> None:
     assert np.abs(dense - expected).max() <= atol
     strong = expected > atol
     assert np.all(dense[strong] > 0), "a reference term is missing"
+
+
+@pytest.fixture(scope="session")
+def mlm_source(tmp_path_factory) -> Path:
+    """A tiny random BERT masked LM folder for sentence-transformers folders to wrap."""
+    from tests import tiny_models
+
+    return tiny_models.build("bert", tmp_path_factory.mktemp("st") / "mlm", {"wordpiece": tiny_models.wordpiece()})
+

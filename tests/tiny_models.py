@@ -136,3 +136,17 @@ def build_st5_folder(folder: Path) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps(data, indent=2) + "\n")
     return folder
+
+
+def move_mlm_to_subfolder(folder: Path, sub: str) -> None:
+    """Rewrite a saved SparseEncoder so its MLM lives in the subfolder `sub` (as some published models do)."""
+    import shutil
+
+    (folder / sub).mkdir()
+    for f in list(folder.iterdir()):
+        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
+            shutil.move(str(f), folder / sub / f.name)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[0]["path"] = sub
+    (folder / "modules.json").write_text(json.dumps(modules))
+

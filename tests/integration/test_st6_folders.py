@@ -54,22 +54,6 @@ def mlm_module(path: Path):
     return MLMTransformer(str(path))
 
 
-@pytest.fixture(scope="session")
-def mlm_source(tmp_path_factory) -> Path:
-    return tiny_models.build("bert", tmp_path_factory.mktemp("st6") / "mlm", {"wordpiece": tiny_models.wordpiece()})
-
-
-def _move_mlm_to_subfolder(folder: Path) -> None:
-    sub = folder / "0_Transformer"
-    sub.mkdir()
-    for f in list(folder.iterdir()):
-        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
-            shutil.move(str(f), sub / f.name)
-    modules = json.loads((folder / "modules.json").read_text())
-    modules[0]["path"] = "0_Transformer"
-    (folder / "modules.json").write_text(json.dumps(modules))
-
-
 def _router(mlm_source: Path, mapped: bool):
     tok = mlm_module(mlm_source).tokenizer
     torch.manual_seed(1)
@@ -94,7 +78,7 @@ def _save(name: str, src: Path, mlm_source: Path) -> None:
     prompts = PROMPTS if name == "prompts" else None
     SparseEncoder(modules=[mlm_module(mlm_source), pooling], prompts=prompts, device="cpu").save(str(src))
     if name == "subfolder":
-        _move_mlm_to_subfolder(src)
+        tiny_models.move_mlm_to_subfolder(src, "0_Transformer")
     if name == "odd-prompts":  # as a hand-edited config may hold them: no "query" nor "document" prompt
         config = json.loads((src / "config_sentence_transformers.json").read_text())
         config.update(prompts={"passage": "passage: ", "classify": "classify: "}, default_prompt_name="classify")

@@ -8,7 +8,6 @@ log1p_relu activation.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,23 +39,6 @@ TEXTS = ["what is splade", "", "Tokyo is the capital of Japan", "an inverted ind
 
 
 @pytest.fixture(scope="session")
-def mlm_source(tmp_path_factory) -> Path:
-    return tiny_models.build("bert", tmp_path_factory.mktemp("st") / "mlm", {"wordpiece": tiny_models.wordpiece()})
-
-
-def _move_mlm_to_subfolder(folder: Path) -> None:
-    """Rewrite a saved SparseEncoder so its MLM lives in `0_MLMTransformer` (as some published models do)."""
-    sub = folder / "0_MLMTransformer"
-    sub.mkdir()
-    for f in list(folder.iterdir()):
-        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
-            shutil.move(str(f), sub / f.name)
-    modules = json.loads((folder / "modules.json").read_text())
-    modules[0]["path"] = "0_MLMTransformer"
-    (folder / "modules.json").write_text(json.dumps(modules))
-
-
-@pytest.fixture(scope="session")
 def st_folders(tmp_path_factory, mlm_source):
     """Lazily saved SparseEncoder folders by name, and their exports (session-scoped)."""
     root = tmp_path_factory.mktemp("st-folders")
@@ -77,7 +59,7 @@ def st_folders(tmp_path_factory, mlm_source):
                 pooling = "sum" if name == "sum" else "max"
                 SparseEncoder(modules=[MLMTransformer(str(mlm_source)), SpladePooling(pooling)], device="cpu").save(str(src))
                 if name == "subfolder":
-                    _move_mlm_to_subfolder(src)
+                    tiny_models.move_mlm_to_subfolder(src, "0_MLMTransformer")
             export_model(ExportConfig(model=str(src), output=root / f"{name}-out", top_k=0))
             made[name] = (src, root / f"{name}-out")
         return made[name]
