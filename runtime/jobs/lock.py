@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,11 +39,19 @@ def exclusive_output(output: Path) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise CorpusError(f"{output}: another run is writing this output (pid {holder}, lock {path}); "
+            holder = ""
+            for _ in range(50):  # the holder writes its pid just after it locks: give it that moment
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                if holder:
+                    break
+                time.sleep(0.01)
+            raise CorpusError(f"{output}: another run is writing this output (pid {holder or 'unknown'}, lock {path}); "
                               f"wait for it to end, or choose another --output") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # no pid left behind for a later run's refusal to name
     finally:
         os.close(fd)  # closing the descriptor releases the lock (and so does the process ending)
