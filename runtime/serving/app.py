@@ -133,10 +133,10 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
         kind = "validation" if 400 <= exc.status_code < 500 else "server"
         return _error(exc.status_code, str(exc.detail)[:500], kind, headers=getattr(exc, "headers", None))
 
-    async def embed_sparse_answer(texts: list[str], fields: dict[str, Any]) -> Response:
+    async def embed_sparse_answer(inputs: str | list[str], fields: dict[str, Any]) -> Response:
         """/embed_sparse's answer, for the route and for its fast path alike."""
         try:
-            out = await run(texts, "document", fields)
+            out = await run(as_list(inputs), "document", fields)
         except OverloadedError as exc:
             return overloaded_response(exc)
         return out if isinstance(out, JSONResponse) else VectorsResponse([v.to_tei() for v in out])
@@ -160,7 +160,6 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
                 options = EncodeOptions(**fields, max_windows=limits.max_windows)
                 if task:
                     options = encoders[kind].for_task(kind, options)
-                encoders[kind].prompt(options.prompt_name)  # an unknown prompt is the caller's 422
                 submit = functools.partial(batchers[kind].submit, texts, options, name="inputs")
                 # Short texts are tokenized right here (microseconds); a hop to a worker thread and back
                 # would cost more than that. Long ones go to a thread so the event loop keeps serving.
@@ -180,7 +179,7 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
 
     @app.post("/embed_sparse", response_model=list[list[SparseValue]], summary="TEI-compatible sparse embeddings")
     async def embed_sparse(body: EmbedSparseRequest):  # bodies of this exact shape are answered by the fast path
-        return await embed_sparse_answer(as_list(body.inputs), body.options())
+        return await embed_sparse_answer(body.inputs, body.options())
 
     @app.post("/encode", response_model=EncodeResponse, summary="Sparse vectors with pruning and token strings")
     async def encode(body: EncodeRequest):

@@ -20,7 +20,7 @@ from runtime.serving.schemas import EmbedSparseRequest
 
 PATH = "/embed_sparse"
 _DIRECTIONS = {"left", "right", "Left", "Right"}
-Handler = Callable[[list[str], dict[str, Any]], Awaitable[Response]]
+Handler = Callable[[str | list[str], dict[str, Any]], Awaitable[Response]]
 
 
 def parse(body: bytes) -> EmbedSparseRequest | None:
@@ -63,8 +63,7 @@ class EmbedSparseFastPath:
         if request is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        inputs = [request.inputs] if isinstance(request.inputs, str) else request.inputs
-        response = await self.handle(inputs, request.options())
+        response = await self.handle(request.inputs, request.options())
         await response(scope, receive, send)
 
 
