@@ -21,6 +21,7 @@ import random
 import re
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from benchmarks.httpclient import Outcome, drive, post
 from benchmarks.machine import machine, write_results
 from export.validate import top_terms
 from runtime import SparseVector, SpladeEncoder
+from runtime.backends.options import plan_instances
 from runtime.serving.process import ServerProcess as Server
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,15 +53,23 @@ def workload(n: int, seed: int = 0, mix: str = "mixed") -> list[str]:
     return [rng.choice(queries) if rng.random() < share else rng.choice(docs) for _ in range(n)]
 
 
-def in_process_limit(encoder: SpladeEncoder, texts: list[str], passes: int = 3) -> dict:
-    """Texts/s of the same texts through one `encode` call (the engine alone): the median of `passes`."""
+def in_process_limit(encoder: SpladeEncoder, texts: list[str], passes: int = 3, concurrent: int = 1) -> dict:
+    """Texts/s of the same texts through one `encode` call (the engine alone): the median of `passes`.
+    With `concurrent` > 1, that many threads each encode an interleaved share in one call, as the
+    server's instances run (pass the encoder they share)."""
     encoder.encode(texts[:64])  # warm-up
+    shares = [texts[i::concurrent] for i in range(concurrent)]
     seconds = []
     for _ in range(passes):
         start = time.perf_counter()
-        encoder.encode(texts)
+        threads = [threading.Thread(target=encoder.encode, args=(share,)) for share in shares]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         seconds.append(time.perf_counter() - start)
-    return {"texts": len(texts), "passes": passes, "texts_per_s": len(texts) / statistics.median(seconds)}
+    return {"texts": len(texts), "passes": passes, "concurrent": concurrent,
+            "threads_each": encoder.session.threads, "texts_per_s": len(texts) / statistics.median(seconds)}
 
 
 def in_process_latency(encoder: SpladeEncoder, queries: list[str], repeats: int) -> dict:
@@ -126,11 +136,12 @@ def served(model: Path, flags: list[str], groups: list[list[str]], *, clients: i
         requests = [post(host, "/embed_sparse", {"inputs": g, "truncate": True}) for g in groups]
         outcomes, wall = asyncio.run(drive("127.0.0.1", server.port, requests, clients, time_limit))
         metrics = httpx.get(server.url + "/metrics").text
+        instances = httpx.get(server.url + "/info").json()["document"]["instances"]
     finally:
         server.stop()
     sent = [o for o in outcomes if o is not None]
     texts_done = sum(len(g) for g, o in zip(groups, outcomes) if o is not None and o.status == 200)
-    return {"flags": " ".join(flags) or "(defaults)", "clients": min(clients, len(groups)),
+    return {"flags": " ".join(flags) or "(defaults)", "instances": instances, "clients": min(clients, len(groups)),
             "texts_per_request": max(len(g) for g in groups), "requests_sent": len(sent),
             "answered_200": sum(o.status == 200 for o in sent), "texts_per_s": texts_done / wall,
             **percentiles([o.seconds for o in sent]), "batch_requests_histogram": batch_histogram(metrics),
@@ -152,19 +163,29 @@ def check(row: dict, groups: list[list[int]], expected: list[SparseVector], voca
     return {**row, "exactly_its_answers": one_each, "agrees_with_in_process": agreeing / max(total, 1)}
 
 
+def as_served_line(result: dict) -> str:
+    """The engine run in process as the server's default instances run it, when they are several."""
+    served = result.get("in_process_as_served")
+    if not served:
+        return ""
+    return (f"; run as the server's {served['concurrent']} instances run it ({served['concurrent']} concurrent `encode` "
+            f"calls of {served['threads_each']} thread(s) each): {served['texts_per_s']:.1f} texts/s "
+            f"({served['texts_per_s'] / result['in_process']['texts_per_s']:.2f}× one call)")
+
+
 def table(result: dict) -> str:
     m, limit = result["machine"], result["in_process"]["texts_per_s"]
     gpu = f", {m['gpu']}" if "gpu" in m else ""
     lines = [f"Machine: {m['cpu']} ({m['cores']} cores{gpu}); model {result['model']}, provider {result['provider']}",
              f"Command: `{result['command']}`", "",
              f"In-process limit (the same {result['in_process']['texts']} texts through one `encode` call): "
-             f"{limit:.1f} texts/s", "",
-             "| server flags | clients | texts per request | answered | texts/s | of in-process | p50 ms | p99 ms "
+             f"{limit:.1f} texts/s{as_served_line(result)}", "",
+             "| server flags | instances | clients | texts per request | answered | texts/s | of in-process | p50 ms | p99 ms "
              "| mean ms | p99 ÷ mean | requests per batch | exactly its answers | agrees with in-process |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         hist = ", ".join(f"≤{k}: {int(v)}" for k, v in r["batch_requests_histogram"].items() if v)
-        lines.append(f"| {r['flags']} | {r['clients']} | {r['texts_per_request']} | {r['answered_200']}/{r['requests_sent']} "
+        lines.append(f"| {r['flags']} | {r['instances']} | {r['clients']} | {r['texts_per_request']} | {r['answered_200']}/{r['requests_sent']} "
                      f"| {r['texts_per_s']:.1f} | {r['texts_per_s'] / limit:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
                      f"| {r['mean_ms']:.1f} | {r['p99_over_mean']:.2f} | {hist} | {r['exactly_its_answers']} "
                      f"| {r['agrees_with_in_process']:.1%} |")
@@ -205,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     exact = encoder.manifest.precision == "fp32"
     queries = [t for t in texts if len(t.split()) <= 10]
     limit = in_process_limit(encoder, texts)  # measured alone, before any server starts
+    count, each = plan_instances(encoder.provider, None)  # the server's default instances
+    as_served = in_process_limit(encoder.reopen(threads=each), texts, concurrent=count) if count > 1 else None
     in_process_query = in_process_latency(encoder, queries, args.latency_requests) if args.latency_requests else None
     del encoder
     base = ["--provider", args.provider, *args.flags.split()]
@@ -225,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": machine(), "model": str(args.model), "provider": args.provider, "mix": args.mix,
               "date": time.strftime("%Y-%m-%d"),
               "command": "python -m benchmarks.loadgen " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "in_process": limit, "runs": runs}
+              "in_process": limit, "in_process_as_served": as_served, "runs": runs}
     if in_process_query is not None:
         server = Server(args.model, *base)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.backends.options import SessionOptions
+from runtime.backends.options import SessionOptions, default_threads
 from runtime.manifest import Manifest
 
 
@@ -14,7 +14,6 @@ def create_backend(model_path: Path, manifest: Manifest, session: SessionOptions
     session = session or SessionOptions()
     if session.provider == "openvino":
         from runtime.backends.openvino import OpenVINOBackend
-        from runtime.backends.ort import default_threads
 
         return OpenVINOBackend(model_path, manifest, threads=session.threads or default_threads(),
                                options=(session.provider_options or {}).get("openvino"))

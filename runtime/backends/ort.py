@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.backends.cuda_graphs import SKIP_GRAPH, CudaGraphs
-from runtime.backends.options import AUTO_ORDER, SessionOptions, check_provider
+from runtime.backends.options import AUTO_ORDER, SessionOptions, check_provider, default_threads
 from runtime.core.batching import Batch, Buckets
 from runtime.errors import ModelFolderError, ProviderError, UnknownProviderError
 from runtime.manifest import Manifest, cache_root
@@ -26,14 +25,6 @@ ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
 # ORT prefers cuDNN SDPA for fp16, which builds a graph for every new (batch, length) shape: a
 # 300-text corpus took 1.3 s on first sight instead of 0.3 s on an H100 (benchmarks/results/gpu-checks.json).
 CUDA_SDPA_KERNELS = 1 | 2 | 4 | 16 | 32 | 64 | 128
-
-
-def default_threads() -> int:
-    """Intra-op threads: the cores this process may run on (ORT's own default counts all cores)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,13 @@ class SparseEncoder(ABC):
     def max_length(self) -> int:
         return self.manifest.max_length
 
+    def reopen(self, **session: Any) -> SparseEncoder:
+        """This folder again, on its own session, with `session`'s options changed (e.g. `threads`) and the
+        provider this one runs: for runs concurrent with this encoder's that must not share its thread pool."""
+        options = {f.name: getattr(o, f.name) for o in (self.session, self.options) for f in fields(o)} | session
+        options.pop("provider")
+        return type(self)(self.path, self.provider, **options)
+
     def running(self) -> dict[str, Any]:
         """What runs the model, for `info` and `/info`: the provider and what was skipped on the way."""
         return {"provider": self.provider, "providers_skipped": {}}

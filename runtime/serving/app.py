@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from pydantic import StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.backends.options import plan_instances
 from runtime.core.options import EncodeOptions
 from runtime.core.pipeline import SparseEncoder
 from runtime.errors import InputTooLongError, InvalidInputError, OverloadedError
@@ -98,10 +99,8 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         for kind, enc in encoders.items():
-            shared = next((b for k, b in batchers.items() if encoders[k] is enc), None)
-            batchers[kind] = shared or DynamicBatcher(
-                enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
-                max_wait_ms=limits.max_wait_ms, on_batch=metrics.on_batch)
+            same = next((b for k, b in batchers.items() if encoders[k] is enc), None)
+            batchers[kind] = same if same is not None else await asyncio.to_thread(start_batcher, enc)
         for batcher in set(batchers.values()):
             await batcher.aencode(["warm-up query", "a somewhat longer warm-up passage " * 8])
         state["ready"] = True
@@ -109,6 +108,14 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
         state["ready"] = False
         for batcher in set(batchers.values()):
             await asyncio.to_thread(batcher.close)  # finishes accepted requests
+
+    def start_batcher(enc: SparseEncoder) -> DynamicBatcher:
+        """The model's batcher, with its instances: on CPU a second session on fewer threads runs them."""
+        count, threads = plan_instances(enc.provider, enc.session.threads, limits.instances)
+        shared = enc.reopen(threads=threads) if count > 1 and threads != enc.session.threads else enc
+        return DynamicBatcher(enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
+                              max_wait_ms=limits.max_wait_ms, on_batch=metrics.on_batch, instances=count,
+                              shared=shared)
 
     app = FastAPI(title="SPLADE ONNX server", version="0.1.0", lifespan=lifespan,
                   description="TEI-compatible sparse embeddings with ONNX Runtime.",
@@ -214,12 +221,13 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
 
     @app.get("/info")
     async def info():
-        def describe(enc: SparseEncoder) -> dict:
-            m = enc.manifest
+        def describe(kind: str) -> dict:
+            enc, m, batcher = encoders[kind], encoders[kind].manifest, batchers.get(kind)
             return {"model": m.source_model, "revision": m.source_revision, "precision": m.precision,
                     "pooling": m.pooling, "top_k": m.top_k, "max_input_length": m.max_length,
-                    "provider": enc.provider, "sha256": m.sha256}
-        return {"document": describe(encoders["document"]), "query": describe(encoders["query"]),
+                    "provider": enc.provider, "sha256": m.sha256,
+                    "instances": batcher.instances if batcher else None}
+        return {"document": describe("document"), "query": describe("query"),
                 "limits": asdict(limits), "started": started}
 
     @app.get("/metrics", response_class=PlainTextResponse)

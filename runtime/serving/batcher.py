@@ -63,6 +63,7 @@ class BatchStats:
     tokens: int
     queue_waits: tuple[float, ...]  # seconds each request waited before its batch started
     infer_seconds: float
+    alone: bool = True  # ran on the main encoder with no other run beside it (False: one of the concurrent runs)
 
 
 def gather(first: _Request, pending: queue.Queue, *, max_batch_size: int, max_batch_tokens: int,
@@ -101,13 +102,19 @@ def gather(first: _Request, pending: queue.Queue, *, max_batch_size: int, max_ba
 
 
 class DynamicBatcher:
-    """Runs one encoder on a worker thread; callers from any thread or event loop share its batches.
+    """Runs an encoder on worker threads; callers from any thread or event loop share its batches.
 
-    When the worker is free, a batch takes the requests already queued, up to `max_batch_size`
+    When a worker is free, a batch takes the requests already queued, up to `max_batch_size`
     sequences and `max_batch_tokens` tokens (batch × longest, padded), waiting at most `max_wait_ms`
     after its first request arrived for more (default 0: it starts at once). A request larger than
     one batch runs a batch at a time, taking turns with requests that arrive meanwhile. Each caller gets exactly its own rows back;
     a failing batch fails only its own requests, and the worker keeps going.
+
+    With `instances` > 1 (Triton's instance groups), that many batches run at once on `shared` (an
+    encoder on fewer threads, e.g. `encoder.reopen(threads=1)`; default: `encoder` itself), and a
+    free worker takes only its share of what is queued, leaving the rest to the idle ones. A batch
+    with nothing else queued and no other run going runs alone on `encoder` (all its threads: a
+    lone query keeps its latency), and the other workers start only after it.
 
     Example:
         >>> with DynamicBatcher(SpladeEncoder("models/splade-tiny-fp32"), max_wait_ms=2) as b:  # or any SparseEncoder
@@ -117,12 +124,14 @@ class DynamicBatcher:
 
     def __init__(self, encoder: SparseEncoder, *, max_batch_size: int = DEFAULT_BATCH_SIZE,
                  max_batch_tokens: int | None = None, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-                 on_batch: Callable[[BatchStats], None] | None = None):
+                 on_batch: Callable[[BatchStats], None] | None = None, instances: int = 1,
+                 shared: SparseEncoder | None = None):
         """`max_batch_tokens` defaults to the encoder's own (`EncoderOptions.max_batch_tokens`)."""
         if max_batch_tokens is None:
             max_batch_tokens = encoder.options.max_batch_tokens
         check_positive_int(max_batch_size, "max_batch_size")
         check_positive_int(max_batch_tokens, "max_batch_tokens")
+        check_positive_int(instances, "instances")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int | float) or not max_wait_ms >= 0:
             raise InvalidInputError(f"max_wait_ms must be a number >= 0, got {max_wait_ms!r}")
         self.encoder = encoder
@@ -130,11 +139,18 @@ class DynamicBatcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.on_batch = on_batch
+        self.instances = instances
+        self.shared = shared or encoder
         self._pending: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
-        self._worker = threading.Thread(target=self._loop, name="splade-batcher", daemon=True)
-        self._worker.start()
+        self._runs = threading.Condition()  # guards the two counts below
+        self._running = 0  # batches running now
+        self._alone = False  # one of them runs alone: nothing else may start
+        self._workers = [threading.Thread(target=self._loop, name=f"splade-batcher-{i}", daemon=True)
+                         for i in range(instances)]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, texts: str | Sequence[str], options: EncodeOptions | None = None, *, name: str = "texts",
                truncate: bool | Truncation | None = None, **overrides) -> cf.Future:
@@ -157,7 +173,7 @@ class DynamicBatcher:
             req.future.set_result([])
             return req.future
         with self._lock:
-            if self._closed or not self._worker.is_alive():
+            if self._closed or not any(w.is_alive() for w in self._workers):
                 raise OverloadedError("DynamicBatcher is closed")
             self._pending.put(req)
         return req.future
@@ -177,7 +193,8 @@ class DynamicBatcher:
                 return
             self._closed = True
             self._pending.put(None)
-        self._worker.join()
+        for worker in self._workers:
+            worker.join()
 
     def __enter__(self) -> DynamicBatcher:
         return self
@@ -191,17 +208,22 @@ class DynamicBatcher:
             first = carry if carry is not None else self._pending.get()
             carry = None
             if first is None:
-                if self._pending.empty():
+                empty = self._pending.empty()
+                self._pending.put(None)  # for every worker to see; requests re-queued after close() still finish first
+                if empty:
                     return
-                self._pending.put(None)  # requests re-queued after close() still finish first
                 continue
             if first.future.cancelled():  # its caller gave up while it waited: run nothing for it
                 continue
             batch: list[_Part] = [_Part(first, first.done, first.done)]
             try:
-                batch, carry = gather(first, self._pending, max_batch_size=self.max_batch_size,
+                batch, carry = gather(first, self._pending, max_batch_size=self._share(),
                                       max_batch_tokens=self.max_batch_tokens, deadline=first.ready + self.max_wait)
-                self._run(batch)
+                alone = self._start(last=len(batch) == 1 and carry is None and self._pending.empty())
+                try:
+                    self._run(batch, alone)
+                finally:
+                    self._stop(alone)
             except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
                 log.exception("batcher: unexpected failure; failing its batch")
                 for part in batch:
@@ -209,7 +231,36 @@ class DynamicBatcher:
                 if not isinstance(exc, Exception):
                     raise
 
-    def _run(self, batch: list[_Part]) -> None:
+    def _share(self) -> int:
+        """Sequences this worker may gather: all it can, or with several instances an even share of what is
+        queued among the idle workers, so one worker does not take a burst while another sits idle."""
+        if self.instances == 1:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, -(-(self._pending.qsize() + 1) // self.instances)))
+
+    def _start(self, *, last: bool) -> bool:
+        """Count a run starting; True when it runs alone on the main encoder (one instance; or nothing else
+        queued (`last`) and no other run going), in which case no other run starts until it ends."""
+        if self.instances == 1:
+            return True
+        with self._runs:
+            while self._alone:
+                self._runs.wait()
+            alone = last and not self._running
+            self._alone = alone
+            self._running += 1
+        return alone
+
+    def _stop(self, alone: bool) -> None:
+        if self.instances == 1:
+            return
+        with self._runs:
+            self._running -= 1
+            if alone:
+                self._alone = False
+            self._runs.notify_all()
+
+    def _run(self, batch: list[_Part], alone: bool) -> None:
         """Run a gathered batch; each request is answered as soon as its own rows are done.
 
         The encoder runs the batch as length-sorted sub-batches, so a query that shares a gathered
@@ -226,7 +277,8 @@ class DynamicBatcher:
         slots: list[SparseVector | None] = [None] * len(sequences)
         left = [p.end - p.start for p in batch]  # rows still to come per part; 0: answered (or re-queued)
         try:
-            for rows, vectors in self.encoder.infer_batches(sequences, batch_size=self.max_batch_size, shortest_first=True):
+            encoder = self.encoder if alone else self.shared
+            for rows, vectors in encoder.infer_batches(sequences, batch_size=self.max_batch_size, shortest_first=True):
                 for r, vec in zip(rows, vectors):
                     slots[r] = vec
                     k = owner[r]
@@ -241,7 +293,7 @@ class DynamicBatcher:
             stats = BatchStats(
                 requests=len(batch), sequences=len(sequences),
                 tokens=sum(int(p.request.lengths[p.start: p.end].sum()) for p in batch),
-                queue_waits=waits, infer_seconds=time.monotonic() - started,
+                queue_waits=waits, infer_seconds=time.monotonic() - started, alone=alone,
             )
             try:
                 self.on_batch(stats)

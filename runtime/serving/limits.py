@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from runtime.core.checks import check_positive_int
 from runtime.core.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WINDOWS
 from runtime.errors import InvalidInputError
 from runtime.serving.batcher import DEFAULT_MAX_WAIT_MS
@@ -23,6 +22,9 @@ class ServerLimits:
     max_batch_tokens: int = limit(DEFAULT_MAX_BATCH_TOKENS, "padded tokens (batch × longest sequence) per inference "
                                   "batch, in the batcher's gather and in each run")
     max_batch_size: int = limit(DEFAULT_BATCH_SIZE, "sequences per inference batch")
+    instances: int = limit(0, "inference runs at once per model, each on threads ÷ instances; a batch alone in the "
+                           "queue runs on all threads (0: 2 on ONNX Runtime's CPU provider with 2+ threads, else 1)",
+                           least=0)
     max_wait_ms: float = limit(DEFAULT_MAX_WAIT_MS, "how long a batch may wait for more requests once the worker is "
                                "free (0: it takes what is queued and starts)", least=0)
     max_concurrent_requests: int = limit(512, "requests in flight before 429")
@@ -37,13 +39,8 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value, least = getattr(self, f.name), f.metadata["least"]
-            if isinstance(f.default, int):
-                try:
-                    check_positive_int(value, f.name)
-                    continue
-                except InvalidInputError:
-                    pass
-            elif not isinstance(value, bool) and isinstance(value, int | float) and value >= least:
+            kinds = int if isinstance(f.default, int) else int | float
+            if not isinstance(value, bool) and isinstance(value, kinds) and value >= least:
                 continue
             raise InvalidInputError(f"--{f.name.replace('_', '-')} must be >= {least:g}, got {value!r}")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from runtime.backends.options import plan_instances
 from tests.conftest import REPO
 
 
@@ -96,6 +97,10 @@ def test_loadgen_checks_every_answer_and_reports_the_server_overhead(exports, tm
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "lg.json").read_text())
     assert result["in_process"]["texts"] == 40 and result["in_process"]["texts_per_s"] > 0
+    count, each = plan_instances("cpu", None)  # the server's default instances, also measured in process
+    served = result["in_process_as_served"]
+    assert served is None if count == 1 else (served["concurrent"], served["threads_each"]) == (count, each)
+    assert [r["instances"] for r in result["runs"]] == [count] * 3
     assert [(r["texts_per_request"], r["requests_sent"]) for r in result["runs"]] == [(1, 40), (1, 40), (32, 2)]
     for run in result["runs"]:  # fp32: every answer equals the in-process vector
         assert run["answered_200"] == run["requests_sent"] and run["texts_per_s"] > 0

@@ -164,7 +164,7 @@ def test_serve_defaults_bind_loopback_and_read_server_limits():
     args = build_parser().parse_args(["serve", "--model", "m"])
     assert args.host == "127.0.0.1"
     defaults = ServerLimits()
-    for name in ("max_batch_tokens", "max_batch_size", "max_wait_ms", "max_concurrent_requests",
+    for name in ("max_batch_tokens", "max_batch_size", "instances", "max_wait_ms", "max_concurrent_requests",
                  "max_client_batch_size", "payload_limit", "max_windows"):
         assert getattr(args, name) == getattr(defaults, name)
     assert defaults.payload_limit == 2_000_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnxruntime as ort
 import pytest
 
+from runtime.backends.options import default_threads, plan_instances
 from runtime.backends.ort import AUTO_ORDER, ORT_NAMES, ProviderPlan, plan_provider, session_options
 from tests.unit.test_manifest import manifest
 
@@ -54,3 +55,34 @@ def test_session_options():
     opts = session_options(3)
     assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1 and not opts.enable_mem_pattern
     assert session_options(None).intra_op_num_threads >= 1
+
+
+@pytest.mark.parametrize("provider, threads, asked, plan", [
+    ("cpu", 2, 0, (2, 1)),  # the default on a 2-vCPU box: two 1-thread runs
+    ("cpu", 16, 0, (2, 8)),
+    ("cpu", 1, 0, (1, 1)),  # one thread: nothing to split
+    ("cpu", 8, 4, (4, 2)),
+    ("cpu", 2, 3, (3, 1)),  # more runs than threads: one thread each
+    ("openvino", 4, 2, (2, 2)),
+    ("cuda", None, 0, (1, None)),  # a GPU runs one batch at a time unless told otherwise
+    ("tensorrt", None, 2, (2, None)),  # GPU runs share their session: threads are not split
+    ("none (static weights)", 4, 0, (1, 4)),
+])
+def test_plan_instances(provider, threads, asked, plan):
+    assert plan_instances(provider, threads, asked) == plan
+
+
+def test_plan_instances_counts_usable_cores_by_default():
+    count, each = plan_instances("cpu", None)
+    assert count == (2 if default_threads() >= 2 else 1) and each == max(1, default_threads() // count)
+
+
+def test_server_limits_instances():
+    from runtime.serving.limits import ServerLimits
+
+    assert ServerLimits().instances == 0 and ServerLimits(instances=3).instances == 3
+    for bad in (-1, 1.5, True, None):
+        with pytest.raises(ValueError, match="--instances must be >= 0"):
+            ServerLimits(instances=bad)
+    with pytest.raises(ValueError, match="--max-batch-size must be >= 1"):
+        ServerLimits(max_batch_size=0)

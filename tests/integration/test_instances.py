@@ -1,0 +1,119 @@
+"""Several inference runs at once (the batcher's `instances`): every caller still gets exactly its own
+vector, checked against the independent PyTorch reference; a lone request runs alone on all threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from runtime import DynamicBatcher, SparseVector, SpladeEncoder
+from runtime.backends.options import plan_instances
+from tests.conftest import assert_matches
+from tests.servers import AppServer
+
+PASSAGE = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
+           "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. ")
+TOPICS = ["cats", "rust", "paris", "onnx", "tea", "rivers"]
+
+
+@pytest.fixture(scope="module")
+def encoder(fp32_dir):
+    return SpladeEncoder(fp32_dir, provider="cpu", threads=2, max_batch_tokens=8192)
+
+
+@pytest.fixture(scope="module")
+def narrow(encoder):
+    return encoder.reopen(threads=1)
+
+
+def test_reopen_is_the_same_model_on_its_own_session(encoder, narrow, reference):
+    assert narrow.session.threads == 1 and narrow.backend.session is not encoder.backend.session
+    assert narrow.provider == "cpu" and narrow.options == encoder.options and narrow.path == encoder.path
+    text = "what is the capital of france"
+    [vec] = narrow.encode([text])
+    assert_matches(vec, reference.encode(text))
+
+
+def test_concurrent_runs_answer_every_caller_with_its_own_vector(encoder, narrow, reference):
+    """96 callers (queries and passages) at once on two instances: runs overlap, and each caller's
+    vector is the PyTorch reference's for its own text."""
+    texts = [f"caller {i} asks about {TOPICS[i % len(TOPICS)]}" if i % 3 else f"{i}. " + PASSAGE * (1 + i % 4)
+             for i in range(96)]
+    results: dict[int, object] = {}
+    runs: list[tuple[float, float, bool]] = []
+    barrier = threading.Barrier(len(texts))
+
+    def on_batch(stats):
+        end = time.monotonic()
+        runs.append((end - stats.infer_seconds, end, stats.alone))
+
+    with DynamicBatcher(encoder, instances=2, shared=narrow, max_batch_size=16, on_batch=on_batch) as batcher:
+        def call(i):
+            barrier.wait()
+            results[i] = batcher.encode([texts[i]])[0]
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert len(results) == len(texts)
+    for i, text in enumerate(texts):
+        assert_matches(results[i], reference.encode(text))
+    shared_runs = sorted((start, end) for start, end, alone in runs if not alone)
+    assert any(b[0] < a[1] for a, b in zip(shared_runs, shared_runs[1:])), "no two runs overlapped"
+
+
+def test_a_lone_request_runs_alone(encoder, narrow, reference):
+    """With nothing else queued and no other run going, a request runs on the main encoder (all threads)."""
+    alone: list[bool] = []
+    with DynamicBatcher(encoder, instances=2, shared=narrow, on_batch=lambda s: alone.append(s.alone)) as batcher:
+        for text in ["first lone query", "second lone query"]:
+            [vec] = batcher.encode([text])
+            assert_matches(vec, reference.encode(text))
+    assert alone == [True, True]
+
+
+def test_a_long_request_runs_a_batch_at_a_time_across_instances(encoder, narrow):
+    """A 9-text request runs two sequences at a time, re-queued between parts, while other callers come and go:
+    its rows come back whole and in order."""
+    long = [f"text {i} about {TOPICS[i % len(TOPICS)]}" for i in range(9)]
+    with DynamicBatcher(encoder, instances=2, shared=narrow, max_batch_size=2) as batcher:
+        whole = batcher.submit(long)
+        others = [batcher.submit([f"other {i}"]) for i in range(6)]
+        got = whole.result(timeout=60)
+        other_vecs = [f.result(timeout=60)[0] for f in others]
+    for g, want in zip(got, encoder.encode(long)):
+        assert np.array_equal(g.indices, want.indices) and np.allclose(g.values, want.values, atol=1e-5)
+    for i, vec in enumerate(other_vecs):
+        [want] = encoder.encode([f"other {i}"])
+        assert np.array_equal(vec.indices, want.indices)
+
+
+def test_close_finishes_accepted_work_and_stops_every_worker(encoder, narrow):
+    batcher = DynamicBatcher(encoder, instances=3, shared=narrow)
+    futures = [batcher.submit([f"queued text {i}", PASSAGE]) for i in range(12)]
+    batcher.close()
+    assert all(len(f.result(timeout=0)) == 2 for f in futures)
+    assert not [t for t in threading.enumerate() if t.name.startswith("splade-batcher") and t.is_alive()]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_instances_must_be_a_positive_int(encoder, bad):
+    with pytest.raises(ValueError, match="instances"):
+        DynamicBatcher(encoder, instances=bad)
+
+
+def test_server_runs_its_planned_instances(fp32_dir, reference):
+    """`serve` with default flags runs the plan for this machine; `--instances 2` always runs two."""
+    for flags, expected in (((), plan_instances("cpu", None)[0]), (("--instances", "2"), 2)):
+        with AppServer(fp32_dir, "--provider", "cpu", *flags) as server:
+            info = server.get("/info").json()
+            assert info["document"]["instances"] == expected and info["limits"]["instances"] == (2 if flags else 0)
+            answer = server.post("/embed_sparse", json={"inputs": ["what is onnx", PASSAGE]}).json()
+            for got, text in zip(answer, ["what is onnx", PASSAGE]):
+                vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
+                assert_matches(vec, reference.encode(text))
