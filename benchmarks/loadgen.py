@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import random
 import re
@@ -91,23 +90,15 @@ def percentiles(seconds: list[float]) -> dict:
 
 
 def sequential_latency(url: str, queries: list[str], repeats: int) -> dict:
-    """One client, one query at a time on a kept-alive connection: the latency a lone caller sees."""
+    """One client, one query at a time on a kept-alive connection (the same raw client as the load rows):
+    the latency a lone caller sees. The first 20 requests capture CUDA graphs and warm caches, untimed."""
     host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    lat, ok = [], 0
-    try:
-        for i in range(repeats + 20):
-            body = json.dumps({"inputs": queries[i % len(queries)], "truncate": True})
-            start = time.perf_counter()
-            conn.request("POST", "/embed_sparse", body, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            data = response.read()
-            if i >= 20:  # the first requests capture CUDA graphs and warm caches
-                lat.append(time.perf_counter() - start)
-                ok += response.status == 200 and isinstance(json.loads(data), list)
-    finally:
-        conn.close()
-    return {"requests": repeats, "answered_200": ok, **percentiles(lat)}
+    requests = [post(f"{host}:{port}", "/embed_sparse", {"inputs": queries[i % len(queries)], "truncate": True})
+                for i in range(repeats + 20)]
+    outcomes, _ = asyncio.run(drive(host, int(port), requests, 1, time_limit=600))
+    timed = [o for o in outcomes[20:] if o is not None]
+    ok = sum(o.status == 200 and isinstance(o.json(), list) for o in timed)
+    return {"requests": repeats, "answered_200": ok, **percentiles([o.seconds for o in timed])}
 
 
 def batch_histogram(metrics: str) -> dict[str, float]:

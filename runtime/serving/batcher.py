@@ -112,9 +112,9 @@ class DynamicBatcher:
 
     With `instances` > 1 (Triton's instance groups), that many batches run at once on `shared` (an
     encoder on fewer threads, e.g. `encoder.reopen(threads=1)`; default: `encoder` itself), and a
-    free worker takes only its share of what is queued, leaving the rest to the idle ones. A batch
-    with nothing else queued and no other run going runs alone on `encoder` (all its threads: a
-    lone query keeps its latency), and the other workers start only after it.
+    free worker takes only its share of what is queued. A lone request (nothing else queued, no other
+    run going) runs alone on `encoder`, on all its threads, so a lone query keeps its latency; the
+    other workers start after it.
 
     Example:
         >>> with DynamicBatcher(SpladeEncoder("models/splade-tiny-fp32"), max_wait_ms=2) as b:  # or any SparseEncoder
@@ -217,9 +217,9 @@ class DynamicBatcher:
                 continue
             batch: list[_Part] = [_Part(first, first.done, first.done)]
             try:
-                batch, carry = gather(first, self._pending, max_batch_size=self._share(),
+                batch, carry = gather(first, self._pending, max_batch_size=self._share(first),
                                       max_batch_tokens=self.max_batch_tokens, deadline=first.ready + self.max_wait)
-                alone = self._start(last=len(batch) == 1 and carry is None and self._pending.empty())
+                alone = self._start(lone=len(batch) == 1 and carry is None and self._pending.empty())
                 try:
                     self._run(batch, alone)
                 finally:
@@ -231,22 +231,30 @@ class DynamicBatcher:
                 if not isinstance(exc, Exception):
                     raise
 
-    def _share(self) -> int:
-        """Sequences this worker may gather: all it can, or with several instances an even share of what is
-        queued among the idle workers, so one worker does not take a burst while another sits idle."""
+    def _share(self, first: _Request) -> int:
+        """Sequences this worker may gather: all it can, or with several instances its even share of the
+        sequences queued, so that one worker does not take a whole burst while another will soon be free.
+        The first request is never cut for the share: its parts would run one after another anyway.
+
+        The share divides by all instances, not the idle ones: taking all that waits whenever one other
+        run is going gave 0.05 more of the in-process limit on queries but p99 ÷ mean 2.4-2.5 instead of
+        1.8-1.9 (2 vCPUs, docs/server.md)."""
         if self.instances == 1:
             return self.max_batch_size
-        return max(1, min(self.max_batch_size, -(-(self._pending.qsize() + 1) // self.instances)))
+        with self._pending.mutex:
+            queued = sum(r.remaining for r in self._pending.queue if r is not None)
+        return min(self.max_batch_size, max(first.remaining, -(-(queued + first.remaining) // self.instances)))
 
-    def _start(self, *, last: bool) -> bool:
-        """Count a run starting; True when it runs alone on the main encoder (one instance; or nothing else
-        queued (`last`) and no other run going), in which case no other run starts until it ends."""
+    def _start(self, *, lone: bool) -> bool:
+        """Count a run starting; True when it runs alone on the main encoder: with one instance always, else a
+        `lone` request (the batch's only one, nothing else queued) while no other run goes. No other run
+        starts until an alone run ends: it has every thread."""
         if self.instances == 1:
             return True
         with self._runs:
             while self._alone:
                 self._runs.wait()
-            alone = last and not self._running
+            alone = lone and not self._running
             self._alone = alone
             self._running += 1
         return alone
