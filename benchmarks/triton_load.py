@@ -4,7 +4,8 @@
 
 Rows: `python -m runtime serve` with its default flags (dynamic batching) and without batching
 (benchmarks.loadgen's rows), then Triton's `splade` ensemble from the `--onnx-backend python`
-repository of the same model (the wheel's tritonserver, CPU; batch cap 32 and a 5 ms queue delay),
+repository of the same model (the wheel's tritonserver, CPU; batch cap 32 and a 5 ms queue delay):
+one instance on every core, and, where our server runs several, as many instances on as many threads each,
 driven over Triton's HTTP/JSON endpoint by the same keep-alive clients. Every answer is compared with
 SpladeEncoder, and every row is also a share of the in-process limit on the same texts.
 """
@@ -26,6 +27,7 @@ from benchmarks import loadgen
 from benchmarks.httpclient import Outcome, drive, post
 from benchmarks.machine import machine, write_results
 from runtime import SpladeEncoder
+from runtime.backends.options import plan_instances
 from runtime.triton.repository import TritonConfig, write_repository
 from runtime.triton.server import TritonServer
 
@@ -42,11 +44,12 @@ def triton_answer(body: dict) -> list[list[dict]]:
     return [[{"index": i, "value": v} for i, v in zip(out["indices"], out["values"]) if v > 0]]
 
 
-def run_triton(model: Path, texts: list[str], *, clients: int, time_limit: float) -> dict:
+def run_triton(model: Path, texts: list[str], *, clients: int, time_limit: float, instances: int = 1,
+               threads: int | None = None) -> dict:
     """The load against Triton, by the same clients; batch sizes from its statistics endpoint (exact sizes)."""
     with tempfile.TemporaryDirectory(prefix="triton-load-") as tmp:
         cfg = TritonConfig(onnx_backend="python", max_batch_size=32, preferred_batch_sizes=(8, 16, 32),
-                           max_queue_delay_us=5000)
+                           max_queue_delay_us=5000, instances=instances, threads=threads)
         with TritonServer(write_repository(model, tmp, cfg), ready_timeout=120) as server:
             host, port = server.http_url.split(":")
             requests = [triton_request(server.http_url, t) for t in texts]
@@ -57,7 +60,9 @@ def run_triton(model: Path, texts: list[str], *, clients: int, time_limit: float
     sent = [o for o in outcomes if o is not None]
     answers = [None if o is None else Outcome(o.status, orjson.dumps(triton_answer(o.json())) if o.status == 200
                                               else o.body, o.seconds) for o in outcomes]
-    return {"flags": "triton ensemble (python backend)", "clients": clients, "texts_per_request": 1,
+    each = f", {threads} thread(s) each" if threads else ""
+    return {"flags": f"triton ensemble (python backend{each})", "instances": instances, "clients": clients,
+            "texts_per_request": 1,
             "requests_sent": len(sent), "answered_200": sum(o.status == 200 for o in sent),
             "texts_per_s": sum(o.status == 200 for o in sent) / wall, **loadgen.percentiles([o.seconds for o in sent]),
             "batch_requests_histogram": sizes, "_outcomes": answers}
@@ -84,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         row = loadgen.served(args.model, flags, [[t] for t in texts], clients=args.clients, time_limit=args.time_limit)
         runs.append(loadgen.check(row, groups, expected, vocab, exact))
         print(json.dumps(runs[-1]), file=sys.stderr)
-    row = run_triton(args.model, texts, clients=args.clients, time_limit=args.time_limit)
-    runs.append(loadgen.check(row, groups, expected, vocab, exact))
-    print(json.dumps(runs[-1]), file=sys.stderr)
+    count, each = plan_instances("cpu", None)  # Triton as it comes, then with our server's instances
+    for instances, threads in sorted({(1, None), (count, each if count > 1 else None)}, key=lambda p: p[0]):
+        row = run_triton(args.model, texts, clients=args.clients, time_limit=args.time_limit, instances=instances,
+                         threads=threads)
+        runs.append(loadgen.check(row, groups, expected, vocab, exact))
+        print(json.dumps(runs[-1]), file=sys.stderr)
     result = {"machine": machine(), "model": str(args.model), "provider": "cpu", "date": time.strftime("%Y-%m-%d"),
               "in_process": limit, "runs": runs,
               "command": "python -m benchmarks.triton_load " + " ".join(argv if argv is not None else sys.argv[1:])}

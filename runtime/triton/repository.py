@@ -42,6 +42,7 @@ class TritonConfig:
     preferred_batch_sizes: tuple[int, ...] = (8, 16, 32)
     max_queue_delay_us: int = 500
     instances: int = 1
+    threads: int | None = None  # intra-op threads of each CPU instance (None: every core, for each instance)
     gpu: bool = False
     tensorrt: bool = False
     trt_cache_path: str = "/tmp/splade-trt-cache"
@@ -58,6 +59,9 @@ class TritonConfig:
             raise InvalidInputError("preferred batch sizes must be between 1 and max_batch_size")
         if self.instances < 1 or self.tokenizer_instances < 1:
             raise InvalidInputError("--instances and --tokenizer-instances must be >= 1")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise InvalidInputError(f"--threads must be an int >= 1, got {self.threads!r}")
 
 
 def _io(name: str, dtype: str, dims: list[int]) -> str:
@@ -84,6 +88,8 @@ def onnx_config(manifest, cfg: TritonConfig) -> str:
         f"  max_queue_delay_microseconds: {cfg.max_queue_delay_us}\n}}",
         f"instance_group [ {{ count: {cfg.instances} kind: {kind} }} ]",
     ]
+    if cfg.threads is not None and cfg.onnx_backend == "onnxruntime":  # the Python backend reads onnx_settings.json
+        text.append(f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{cfg.threads}" }} }}')
     if cfg.tensorrt and cfg.onnx_backend == "onnxruntime":
         params = {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30),
                   "trt_engine_cache_enable": "1", "trt_engine_cache_path": cfg.trt_cache_path}
@@ -146,7 +152,7 @@ def write_python_onnx_model(model_dir: Path, version_dir: Path, cfg: TritonConfi
     shutil.copyfile(ONNX_MODEL_SOURCE, version_dir / "model.py")
     shutil.copyfile(model_dir / "splade.json", version_dir / "splade.json")
     provider = "tensorrt" if cfg.tensorrt else "cuda" if cfg.gpu else "cpu"
-    settings = {"provider": provider, "max_batch_size": cfg.max_batch_size, "threads": None,
+    settings = {"provider": provider, "max_batch_size": cfg.max_batch_size, "threads": cfg.threads,
                 "cache": cfg.trt_cache_path if cfg.tensorrt else None}
     (version_dir / "onnx_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     vendored = version_dir / "runtime"
@@ -200,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preferred-batch-sizes", type=int, nargs="+", default=list(TritonConfig.preferred_batch_sizes), help="Default: %(default)s")
     p.add_argument("--max-queue-delay-us", type=int, default=TritonConfig.max_queue_delay_us, help="dynamic batching delay. Default: %(default)s")
     p.add_argument("--instances", type=int, default=TritonConfig.instances, help="ONNX model instances. Default: %(default)s")
+    p.add_argument("--threads", type=int, default=TritonConfig.threads,
+                   help="intra-op threads of each CPU instance (default: every core, for each instance; with "
+                        "--instances N on C cores, C/N keeps the instances off each other's cores)")
     p.add_argument("--onnx-backend", choices=["onnxruntime", "python"], default=TritonConfig.onnx_backend,
                    help="how Triton runs the graph: ONNX Runtime's Triton backend, or a Python-backend model "
                         "running the runtime's ONNX Runtime session (no onnxruntime backend needed). Default: %(default)s")
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TritonConfig(name=args.name, max_batch_size=args.max_batch_size,
                            preferred_batch_sizes=tuple(args.preferred_batch_sizes),
-                           max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, gpu=args.gpu,
+                           max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, threads=args.threads, gpu=args.gpu,
                            tensorrt=args.tensorrt, trt_cache_path=args.trt_cache_path, pad_multiple=args.pad_multiple,
                            onnx_backend=args.onnx_backend, tokenizer_instances=args.tokenizer_instances)
         repo = write_repository(args.model_dir, args.output, cfg)

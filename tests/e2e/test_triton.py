@@ -61,7 +61,7 @@ class FakePbUtils(types.ModuleType):
 @pytest.fixture(scope="module")
 def repo(fp32_dir, tmp_path_factory):
     return write_repository(fp32_dir, tmp_path_factory.mktemp("triton"), TritonConfig(max_batch_size=16,
-                            preferred_batch_sizes=(4, 16), max_queue_delay_us=200, instances=2))
+                            preferred_batch_sizes=(4, 16), max_queue_delay_us=200, instances=2, threads=1))
 
 
 def test_configs_parse_and_match_the_manifest(repo, fp32_dir):
@@ -73,6 +73,7 @@ def test_configs_parse_and_match_the_manifest(repo, fp32_dir):
     assert list(onnx_cfg.dynamic_batching.preferred_batch_size) == [4, 16]
     assert onnx_cfg.dynamic_batching.max_queue_delay_microseconds == 200
     assert onnx_cfg.instance_group[0].count == 2 and onnx_cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert onnx_cfg.parameters["intra_op_thread_count"].string_value == "1"  # each instance on its own core
     tok = parse(repo / "splade_tokenizer" / "config.pbtxt")
     assert tok.backend == "python" and tok.input[0].data_type == model_config_pb2.TYPE_STRING
     ens = parse(repo / "splade" / "config.pbtxt")

@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def repo(fp32_dir, tmp_path_factory) -> Path:
-    return write_repository(fp32_dir, tmp_path_factory.mktemp("triton-python"), TritonConfig(onnx_backend="python"))
+    cfg = TritonConfig(onnx_backend="python", instances=2, threads=1)  # two instances, each on one core
+    return write_repository(fp32_dir, tmp_path_factory.mktemp("triton-python"), cfg)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_python_variant_differs_only_in_the_onnx_backend(repo, fp32_dir, tmp_pat
     def parse(path: Path):
         return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
-    other = write_repository(fp32_dir, tmp_path / "ort", TritonConfig())
+    other = write_repository(fp32_dir, tmp_path / "ort", TritonConfig(instances=2))
     py_cfg, ort_cfg = parse(repo / "splade_onnx" / "config.pbtxt"), parse(other / "splade_onnx" / "config.pbtxt")
     assert (py_cfg.backend, ort_cfg.backend) == ("python", "onnxruntime")
     ort_cfg.backend = "python"
@@ -89,7 +90,8 @@ def test_python_variant_differs_only_in_the_onnx_backend(repo, fp32_dir, tmp_pat
     version = repo / "splade_onnx" / "1"
     vendored = {p.relative_to(version / "runtime").as_posix() for p in (version / "runtime").rglob("*.py")}
     assert vendored >= {"backends/ort.py", "core/batching.py", "errors.py", "manifest.py"}
-    assert json.loads((version / "onnx_settings.json").read_text())["provider"] == "cpu"
+    settings = json.loads((version / "onnx_settings.json").read_text())
+    assert settings["provider"] == "cpu" and settings["threads"] == 1  # each instance's session: one thread
     gpu = write_repository(fp32_dir, tmp_path / "gpu", TritonConfig(onnx_backend="python", gpu=True, tensorrt=True))
     gpu_cfg = parse(gpu / "splade_onnx" / "config.pbtxt")
     assert gpu_cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU

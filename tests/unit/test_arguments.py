@@ -72,6 +72,9 @@ def test_triton_config_checks():
         TritonConfig(max_batch_size=8, preferred_batch_sizes=(16,))
     with pytest.raises(ValueError, match="tokenizer-instances"):
         TritonConfig(tokenizer_instances=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="--threads must be an int >= 1"):
+            TritonConfig(threads=bad)
 
 
 def test_bad_texts_name_their_position():
@@ -154,6 +157,7 @@ def test_flag_defaults_are_the_configs_own():
         assert getattr(args, name) == getattr(cfg, name), name
     assert args.min_overlap == Bounds().min_top32_overlap
     targs, tcfg = triton_parser().parse_args(["--model-dir", "m", "--output", "o"]), TritonConfig()
-    for name in ("name", "max_batch_size", "max_queue_delay_us", "instances", "onnx_backend", "trt_cache_path", "pad_multiple"):
+    for name in ("name", "max_batch_size", "max_queue_delay_us", "instances", "threads", "onnx_backend", "trt_cache_path",
+                 "pad_multiple"):
         assert getattr(targs, name) == getattr(tcfg, name), name
     assert tuple(targs.preferred_batch_sizes) == tcfg.preferred_batch_sizes
