@@ -1,57 +1,32 @@
-"""DynamicBatcher: gathers concurrent encode calls into shared batches (threads and asyncio alike)."""
+"""DynamicBatcher: gathers concurrent encode calls into shared batches and runs them on worker threads."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
+
+from runtime.core import batching
 from runtime.core.checks import check_positive_int, check_texts
 from runtime.core.options import DEFAULT_BATCH_SIZE, EncodeOptions, Truncation
 from runtime.core.pipeline import SparseEncoder
 from runtime.core.sparse import SparseVector
-from runtime.core.tokenize import Tokenized
 from runtime.errors import InvalidInputError, OverloadedError
+from runtime.serving.gather import Part, Queued, gather, share
 
 log = logging.getLogger("runtime")
-# No wait by default: when the worker is free it takes every request already queued and starts. Under
+# No wait by default: when a worker is free it takes every request already queued and starts. Under
 # load, requests queue while a batch runs, so batches form by themselves (as TEI's queue does); a lone
 # request is never held for company that is not coming (a 5 ms wait cost a lone query 6 ms over
 # HTTP on a 2-vCPU box, and bought no throughput: docs/server.md).
 DEFAULT_MAX_WAIT_MS = 0.0
-
-
-@dataclass(eq=False)
-class _Request:
-    tokenized: Tokenized
-    n_texts: int
-    options: EncodeOptions
-    future: cf.Future = field(default_factory=cf.Future)
-    enqueued: float = field(default_factory=time.monotonic)
-    done: int = 0  # sequences already run; a long request is run a batch at a time
-    rows: list[SparseVector] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.ready = self.enqueued  # when it (re)joined the queue: its batch deadline counts from here
-        self.lengths = self.tokenized.lengths
-
-    @property
-    def remaining(self) -> int:
-        return len(self.tokenized.sequences) - self.done
-
-
-@dataclass(frozen=True)
-class _Part:
-    """Sequences [start, end) of one request, run in one gathered batch."""
-
-    request: _Request
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
@@ -66,39 +41,53 @@ class BatchStats:
     alone: bool = True  # ran on the main encoder with no other run beside it (False: one of the concurrent runs)
 
 
-def gather(first: _Request, pending: queue.Queue, *, max_batch_size: int, max_batch_tokens: int,
-           deadline: float) -> tuple[list[_Part], _Request | None]:
-    """Take requests until the deadline or a cap; returns the batch and a request that did not fit.
+class _Batch:
+    """A gathered batch in flight: its sequences, the rows each part still waits for, and its sub-batches
+    (length-sorted, shortest first), which any free worker may run."""
 
-    Tokens are counted padded (batch × longest), as `batching.plan` counts them. A request larger
-    than the caps is taken a slice at a time (at least one sequence): the rest goes back to the queue
-    after the run, behind whatever arrived meanwhile, so short requests interleave with long ones.
-    """
-    lengths = first.lengths
-    end, longest = first.done, 0
-    while end < len(lengths) and end - first.done < max_batch_size:
-        candidate = max(longest, int(lengths[end]))
-        if end > first.done and candidate * (end - first.done + 1) > max_batch_tokens:
-            break
-        longest, end = candidate, end + 1
-    batch = [_Part(first, first.done, end)]
-    if end < len(lengths):
-        return batch, None
-    count = end - first.done
-    while count < max_batch_size and count * longest < max_batch_tokens:
-        try:
-            req = pending.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if req is None:  # close() sentinel: put it back for the loop to see
-            pending.put(None)
-            break
-        n, req_longest = req.remaining, int(req.lengths[req.done:].max())
-        if count + n > max_batch_size or (count + n) * max(longest, req_longest) > max_batch_tokens:
-            return batch, req
-        batch.append(_Part(req, req.done, len(req.lengths)))
-        count, longest = count + n, max(longest, req_longest)
-    return batch, None
+    def __init__(self, parts: list[Part], *, alone: bool, max_batch_size: int, max_batch_tokens: int):
+        self.parts, self.alone = parts, alone
+        self.started = time.monotonic()
+        self.waits = tuple(self.started - p.request.ready for p in parts)  # before a re-queued part moves `ready`
+        self.sequences = [s for p in parts for s in p.request.tokenized.sequences[p.start: p.end]]
+        self.owner = [k for k, p in enumerate(parts) for _ in range(p.end - p.start)]
+        self.offsets = np.cumsum([0] + [p.end - p.start for p in parts]).tolist()
+        self.slots: list[SparseVector | None] = [None] * len(self.sequences)
+        self.left = [p.end - p.start for p in parts]  # rows still to come per part; 0: answered (or failed)
+        self.runs = batching.plan(batching.lengths_of(self.sequences), max_batch_size=max_batch_size,
+                                  max_batch_tokens=max_batch_tokens, shortest_first=True)
+        self.unfinished = len(self.runs)
+        self.lock = threading.Lock()
+
+    def fill(self, row: int, vec: SparseVector) -> tuple[Part, list[SparseVector]] | None:
+        """Store a row's vector; the part and its rows once that was its last row."""
+        with self.lock:
+            self.slots[row] = vec
+            k = self.owner[row]
+            self.left[k] -= 1
+            if self.left[k] == 0:
+                return self.parts[k], self.slots[self.offsets[k]: self.offsets[k + 1]]  # type: ignore[return-value]
+        return None
+
+    def fail(self, rows: Sequence[int] | np.ndarray | None = None) -> list[Part]:
+        """The parts still waiting for any of `rows` (None: for anything), now failed: no later row answers them."""
+        with self.lock:
+            owners = range(len(self.parts)) if rows is None else {self.owner[r] for r in rows}
+            failed = [k for k in owners if self.left[k] > 0]
+            for k in failed:
+                self.left[k] = 0  # later rows count it below zero, never back to "done"
+        return [self.parts[k] for k in failed]
+
+    def ran(self) -> bool:
+        """One sub-batch ended; True when it was the last."""
+        with self.lock:
+            self.unfinished -= 1
+            return self.unfinished == 0
+
+    def stats(self) -> BatchStats:
+        return BatchStats(requests=len(self.parts), sequences=len(self.sequences),
+                          tokens=sum(int(p.request.lengths[p.start: p.end].sum()) for p in self.parts),
+                          queue_waits=self.waits, infer_seconds=time.monotonic() - self.started, alone=self.alone)
 
 
 class DynamicBatcher:
@@ -106,15 +95,17 @@ class DynamicBatcher:
 
     When a worker is free, a batch takes the requests already queued, up to `max_batch_size`
     sequences and `max_batch_tokens` tokens (batch × longest, padded), waiting at most `max_wait_ms`
-    after its first request arrived for more (default 0: it starts at once). A request larger than
-    one batch runs a batch at a time, taking turns with requests that arrive meanwhile. Each caller gets exactly its own rows back;
-    a failing batch fails only its own requests, and the worker keeps going.
+    after its first request arrived for more (default 0: it starts at once). A batch runs as
+    length-sorted sub-batches, shortest first, and each request is answered as soon as its own rows
+    are done. A request larger than one batch runs a batch at a time, taking turns with requests that
+    arrive meanwhile. Each caller gets exactly its own rows back; a failing sub-batch fails only the
+    requests still waiting for it, and the workers keep going.
 
-    With `instances` > 1 (Triton's instance groups), that many batches run at once on `shared` (an
-    encoder on fewer threads, e.g. `encoder.reopen(threads=1)`; default: `encoder` itself), and a
-    free worker takes only its share of what is queued. A lone request (nothing else queued, no other
-    run going) runs alone on `encoder`, on all its threads, so a lone query keeps its latency; the
-    other workers start after it.
+    With `instances` > 1 (Triton's instance groups), that many sub-batches run at once on `shared` (an
+    encoder on fewer threads, e.g. `encoder.reopen(threads=1)`; default: `encoder` itself): a free
+    worker first takes a sub-batch of a batch already in flight, else gathers its share of what is
+    queued. A lone request (nothing else queued, no other run going) runs alone on `encoder`, on all
+    its threads, so a lone query keeps its latency; the other workers start after it.
 
     Example:
         >>> with DynamicBatcher(SpladeEncoder("models/splade-tiny-fp32"), max_wait_ms=2) as b:  # or any SparseEncoder
@@ -141,12 +132,12 @@ class DynamicBatcher:
         self.on_batch = on_batch
         self.instances = instances
         self.shared = shared or encoder
-        self._pending: queue.Queue[_Request | None] = queue.Queue()
+        self._cond = threading.Condition()  # guards everything below
+        self._pending: deque[Queued] = deque()
+        self._runs: deque[tuple[_Batch, np.ndarray]] = deque()  # sub-batches of batches in flight, for any worker
+        self._running = 0  # sub-batches running now
+        self._alone = False  # a batch runs alone: nothing else starts until it ends
         self._closed = False
-        self._lock = threading.Lock()
-        self._runs = threading.Condition()  # guards the two counts below
-        self._running = 0  # batches running now
-        self._alone = False  # one of them runs alone: nothing else may start
         self._workers = [threading.Thread(target=self._loop, name=f"splade-batcher-{i}", daemon=True)
                          for i in range(instances)]
         for worker in self._workers:
@@ -168,14 +159,15 @@ class DynamicBatcher:
         """
         texts = check_texts(texts, name)
         options = EncodeOptions.of(options, truncate=truncate, **overrides)
-        req = _Request(self.encoder.tokenize(texts, options, name=name), len(texts), options)
+        req = Queued(self.encoder.tokenize(texts, options, name=name), len(texts), options)
         if not texts:
             req.future.set_result([])
             return req.future
-        with self._lock:
+        with self._cond:
             if self._closed or not any(w.is_alive() for w in self._workers):
                 raise OverloadedError("DynamicBatcher is closed")
-            self._pending.put(req)
+            self._pending.append(req)
+            self._cond.notify()
         return req.future
 
     def encode(self, texts: str | Sequence[str], **kwargs) -> list[SparseVector]:
@@ -187,12 +179,12 @@ class DynamicBatcher:
         return await asyncio.wrap_future(self.submit(texts, **kwargs))
 
     def close(self) -> None:
-        """Finish every accepted request, then stop the worker."""
-        with self._lock:
+        """Finish every accepted request, then stop the workers."""
+        with self._cond:
             if self._closed:
                 return
             self._closed = True
-            self._pending.put(None)
+            self._cond.notify_all()
         for worker in self._workers:
             worker.join()
 
@@ -203,112 +195,86 @@ class DynamicBatcher:
         self.close()
 
     def _loop(self) -> None:
-        carry: _Request | None = None
-        while True:
-            first = carry if carry is not None else self._pending.get()
-            carry = None
-            if first is None:
-                empty = self._pending.empty()
-                self._pending.put(None)  # for every worker to see; requests re-queued after close() still finish first
-                if empty:
-                    return
-                continue
-            if first.future.cancelled():  # its caller gave up while it waited: run nothing for it
-                continue
-            batch: list[_Part] = [_Part(first, first.done, first.done)]
+        while (work := self._next()) is not None:
+            batch, rows = work
             try:
-                batch, carry = gather(first, self._pending, max_batch_size=self._share(first),
-                                      max_batch_tokens=self.max_batch_tokens, deadline=first.ready + self.max_wait)
-                alone = self._start(lone=len(batch) == 1 and carry is None and self._pending.empty())
-                try:
-                    self._run(batch, alone)
-                finally:
-                    self._stop(alone)
+                self._run(batch, rows)
             except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
                 log.exception("batcher: unexpected failure; failing its batch")
-                for part in batch:
+                for part in batch.fail():
                     _answer(part.request.future, error=exc)
                 if not isinstance(exc, Exception):
                     raise
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    if batch.alone:
+                        self._alone = False
+                    self._cond.notify_all()
 
-    def _share(self, first: _Request) -> int:
-        """Sequences this worker may gather: all it can, or with several instances its even share of the
-        sequences queued, so that one worker does not take a whole burst while another will soon be free.
-        The first request is never cut for the share: its parts would run one after another anyway.
+    def _next(self) -> tuple[_Batch, np.ndarray | None] | None:
+        """The next work, counted as running: a sub-batch of a batch in flight, else a newly gathered batch
+        (its first sub-batch, or None: all of them, when it runs alone); None once closed and drained."""
+        with self._cond:
+            while True:
+                if not self._alone:
+                    if self._runs:
+                        self._running += 1
+                        return self._runs.popleft()
+                    while self._pending:
+                        first = self._pending.popleft()
+                        if not first.future.cancelled():  # a caller that gave up while it waited: nothing to run
+                            self._running += 1  # from now: no other batch may start alone beside this one
+                            return self._gather(first)
+                if self._closed and not self._pending and not self._runs:
+                    return None  # re-queued rest of a long request: the worker that ran its part takes it
+                self._cond.wait()
 
-        The share divides by all instances, not the idle ones: taking all that waits whenever one other
-        run is going gave 0.05 more of the in-process limit on queries but p99 ÷ mean 2.4-2.5 instead of
-        1.8-1.9 (2 vCPUs, docs/server.md)."""
-        if self.instances == 1:
-            return self.max_batch_size
-        with self._pending.mutex:
-            queued = sum(r.remaining for r in self._pending.queue if r is not None)
-        return min(self.max_batch_size, max(first.remaining, -(-(queued + first.remaining) // self.instances)))
+    def _gather(self, first: Queued) -> tuple[_Batch, np.ndarray | None]:
+        """(Under the lock) a batch from `first` and what is queued; sub-batches past its first go to `_runs`."""
+        parts = gather(first, self._pending, self._more, deadline=first.ready + self.max_wait,
+                       max_batch_size=share(first, self._pending, instances=self.instances,
+                                            max_batch_size=self.max_batch_size),
+                       max_batch_tokens=self.max_batch_tokens)
+        lone = len(parts) == 1 and not self._pending and self._running == 1  # the one running is this worker
+        batch = _Batch(parts, alone=self.instances == 1 or lone, max_batch_size=self.max_batch_size,
+                       max_batch_tokens=self.max_batch_tokens)
+        if batch.alone:
+            self._alone = True
+            return batch, None
+        first_run, *rest = batch.runs
+        if rest:
+            self._runs.extend((batch, rows) for rows in rest)
+            self._cond.notify(len(rest))
+        return batch, first_run
 
-    def _start(self, *, lone: bool) -> bool:
-        """Count a run starting; True when it runs alone on the main encoder: with one instance always, else a
-        `lone` request (the batch's only one, nothing else queued) while no other run goes. No other run
-        starts until an alone run ends: it has every thread."""
-        if self.instances == 1:
-            return True
-        with self._runs:
-            while self._alone:
-                self._runs.wait()
-            alone = lone and not self._running
-            self._alone = alone
-            self._running += 1
-        return alone
+    def _more(self, deadline: float) -> bool:
+        """(Under the lock) wait until a request is queued (True), the deadline passes or the batcher closes."""
+        self._cond.wait_for(lambda: self._pending or self._closed, timeout=max(0.0, deadline - time.monotonic()))
+        return bool(self._pending)
 
-    def _stop(self, alone: bool) -> None:
-        if self.instances == 1:
-            return
-        with self._runs:
-            self._running -= 1
-            if alone:
-                self._alone = False
-            self._runs.notify_all()
-
-    def _run(self, batch: list[_Part], alone: bool) -> None:
-        """Run a gathered batch; each request is answered as soon as its own rows are done.
-
-        The encoder runs the batch as length-sorted sub-batches, so a query that shares a gathered
-        batch with long documents gets its answer after its own sub-batch, not after theirs. A caller
-        that cancelled (or timed out) is skipped; it never affects the others.
-        """
-        started = time.monotonic()
-        waits = tuple(started - p.request.ready for p in batch)  # before a re-queued part moves `ready`
-        sequences = [s for p in batch for s in p.request.tokenized.sequences[p.start: p.end]]
-        owner = [k for k, p in enumerate(batch) for _ in range(p.end - p.start)]
-        offsets = [0]
-        for p in batch:
-            offsets.append(offsets[-1] + p.end - p.start)
-        slots: list[SparseVector | None] = [None] * len(sequences)
-        left = [p.end - p.start for p in batch]  # rows still to come per part; 0: answered (or re-queued)
-        try:
-            encoder = self.encoder if alone else self.shared
-            for rows, vectors in encoder.infer_batches(sequences, batch_size=self.max_batch_size, shortest_first=True):
-                for r, vec in zip(rows, vectors):
-                    slots[r] = vec
-                    k = owner[r]
-                    left[k] -= 1
-                    if not left[k]:
-                        self._finish(batch[k], slots[offsets[k]: offsets[k + 1]])
-        except Exception as exc:  # answer every caller still waiting in this batch; keep the worker alive
-            for k, part in enumerate(batch):
-                if left[k]:
-                    _answer(part.request.future, error=exc)
-        if self.on_batch is not None:
-            stats = BatchStats(
-                requests=len(batch), sequences=len(sequences),
-                tokens=sum(int(p.request.lengths[p.start: p.end].sum()) for p in batch),
-                queue_waits=waits, infer_seconds=time.monotonic() - started, alone=alone,
-            )
+    def _run(self, batch: _Batch, rows: np.ndarray | None) -> None:
+        """Run one sub-batch of `batch` (None: all of them, alone, on the main encoder); answer each request
+        whose last row it was. A caller that cancelled (or timed out) is skipped; it never affects the others."""
+        encoder = self.encoder if batch.alone else self.shared
+        for run in batch.runs if rows is None else [rows]:
             try:
-                self.on_batch(stats)
-            except Exception:  # a callback must never stop the worker
-                log.exception("batcher: on_batch callback raised; the worker goes on")
+                sequences = [batch.sequences[r] for r in run]
+                for sub, vectors in encoder.infer_batches(sequences, batch_size=len(sequences), sort=False):
+                    for r, vec in zip(sub, vectors):
+                        done = batch.fill(int(run[r]), vec)
+                        if done is not None:
+                            self._finish(*done)
+            except Exception as exc:  # answer the callers still waiting on this sub-batch; keep the worker alive
+                for part in batch.fail(run):
+                    _answer(part.request.future, error=exc)
+            if batch.ran() and self.on_batch is not None:
+                try:
+                    self.on_batch(batch.stats())
+                except Exception:  # a callback must never stop the worker
+                    log.exception("batcher: on_batch callback raised; the worker goes on")
 
-    def _finish(self, part: _Part, rows: list) -> None:
+    def _finish(self, part: Part, rows: list[SparseVector]) -> None:
         """A part's rows are done: requeue the request's rest, or answer it."""
         req = part.request
         if req.future.cancelled():  # its caller gave up: nothing to answer, no rest to run
@@ -317,7 +283,9 @@ class DynamicBatcher:
         req.done = part.end
         if req.remaining:
             req.ready = time.monotonic()
-            self._pending.put(req)  # behind whatever arrived meanwhile
+            with self._cond:
+                self._pending.append(req)  # behind whatever arrived meanwhile
+                self._cond.notify()
             return
         try:  # one request's failure stays its own
             result = self.encoder.collect(req.tokenized, req.rows, req.n_texts, req.options)

@@ -1,86 +1,117 @@
-"""The dynamic batcher's gather with a plain queue: deadline, caps, the request carried over, close.
+"""What a batch takes from the queue (gather) and each worker's share of it, on a plain deque.
 
 Tokens are counted padded (batch × longest), as batching.plan counts them.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
 from runtime.core.tokenize import Tokenized
-from runtime.serving.batcher import _Request, gather
+from runtime.serving.gather import Queued, gather, share
 
 
-def request(*lengths: int) -> _Request:
+def request(*lengths: int) -> Queued:
     seqs = [np.arange(n, dtype=np.int64) for n in lengths]
-    return _Request(Tokenized(seqs, np.arange(len(seqs), dtype=np.int64)), len(seqs), None, 0.0)
+    return Queued(Tokenized(seqs, np.arange(len(seqs), dtype=np.int64)), len(seqs), None)  # type: ignore[arg-type]
 
 
-def taken(batch) -> list[_Request]:
+def taken(batch) -> list[Queued]:
     """The requests a gathered batch runs; each whole (gather slices only a request beyond the caps)."""
     assert all(part.start == part.request.done and part.end == len(part.request.lengths) for part in batch)
     return [part.request for part in batch]
 
 
-def filled(*requests) -> queue.Queue:
-    q: queue.Queue = queue.Queue()
-    for r in requests:
-        q.put(r)
-    return q
+class Source:
+    """A queue as the batcher holds it: a deque under a condition, and `more` waiting on it."""
+
+    def __init__(self, *requests: Queued):
+        self.pending: deque[Queued] = deque(requests)
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def more(self, deadline: float) -> bool:
+        self.cond.wait_for(lambda: self.pending or self.closed, timeout=max(0.0, deadline - time.monotonic()))
+        return bool(self.pending)
+
+    def put_later(self, seconds: float, req: Queued | None) -> None:
+        def put():
+            with self.cond:
+                if req is None:
+                    self.closed = True
+                else:
+                    self.pending.append(req)
+                self.cond.notify_all()
+        threading.Timer(seconds, put).start()
+
+    def gather(self, first: Queued, **caps) -> list:
+        with self.cond:
+            return gather(first, self.pending, self.more, **caps)
 
 
 def test_takes_everything_waiting_until_the_deadline():
     first, rest = request(4), [request(4), request(4, 4)]
     started = time.monotonic()
-    batch, carry = gather(first, filled(*rest), max_batch_size=32, max_batch_tokens=1000, deadline=started + 0.2)
-    assert taken(batch) == [first, *rest] and carry is None
+    batch = Source(*rest).gather(first, max_batch_size=32, max_batch_tokens=1000, deadline=started + 0.2)
+    assert taken(batch) == [first, *rest]
     assert time.monotonic() - started >= 0.15, "an empty queue waits for the deadline, not less"
 
 
 def test_a_past_deadline_returns_at_once_with_what_is_queued():
     first, second = request(4), request(4)
     started = time.monotonic()
-    batch, carry = gather(first, filled(second), max_batch_size=32, max_batch_tokens=1000, deadline=started - 1)
-    assert taken(batch) == [first, second] and carry is None and time.monotonic() - started < 0.1
+    batch = Source(second).gather(first, max_batch_size=32, max_batch_tokens=1000, deadline=started - 1)
+    assert taken(batch) == [first, second] and time.monotonic() - started < 0.1
 
 
 def test_late_arrival_before_the_deadline_joins():
     first, late = request(4), request(4)
-    pending: queue.Queue = queue.Queue()
-    threading.Timer(0.05, pending.put, args=(late,)).start()
-    batch, _ = gather(first, pending, max_batch_size=2, max_batch_tokens=1000, deadline=time.monotonic() + 2)
+    source = Source()
+    source.put_later(0.05, late)
+    batch = source.gather(first, max_batch_size=2, max_batch_tokens=1000, deadline=time.monotonic() + 2)
     assert taken(batch) == [first, late]
 
 
-def test_size_cap_closes_the_batch_and_carries_the_request_that_did_not_fit():
+def test_size_cap_closes_the_batch_and_leaves_the_request_that_did_not_fit_at_the_head():
     first, second, third = request(8), request(8, 8), request(8, 8)
-    batch, carry = gather(first, filled(second, third), max_batch_size=4, max_batch_tokens=1000,
-                          deadline=time.monotonic() + 5)
-    assert taken(batch) == [first, second] and carry is third
+    source = Source(second, third)
+    batch = source.gather(first, max_batch_size=4, max_batch_tokens=1000, deadline=time.monotonic() + 5)
+    assert taken(batch) == [first, second] and list(source.pending) == [third]
 
 
 def test_token_cap_closes_the_batch():
     first, second, third = request(16), request(16), request(16)
-    batch, carry = gather(first, filled(second, third), max_batch_size=32, max_batch_tokens=40,
-                          deadline=time.monotonic() + 5)
-    assert taken(batch) == [first, second] and carry is third
+    source = Source(second, third)
+    batch = source.gather(first, max_batch_size=32, max_batch_tokens=40, deadline=time.monotonic() + 5)
+    assert taken(batch) == [first, second] and list(source.pending) == [third]
     # a full first request starts at once, without waiting for the deadline
     started = time.monotonic()
-    batch, carry = gather(request(16, 16, 16), queue.Queue(), max_batch_size=32, max_batch_tokens=40,
-                          deadline=started + 5)
-    assert len(batch) == 1 and carry is None and time.monotonic() - started < 1
+    batch = Source().gather(request(16, 16, 16), max_batch_size=32, max_batch_tokens=40, deadline=started + 5)
+    assert len(batch) == 1 and time.monotonic() - started < 1
     assert (batch[0].start, batch[0].end) == (0, 2), "a request beyond the caps runs a slice at a time"
 
 
-def test_close_sentinel_ends_the_batch_and_stays_queued():
-    first, second = request(4), request(4)
-    pending = filled(second, None)
+def test_close_ends_the_wait_at_once():
+    first = request(4)
+    source = Source()
+    source.put_later(0.05, None)
     started = time.monotonic()
-    batch, carry = gather(first, pending, max_batch_size=32, max_batch_tokens=1000, deadline=started + 5)
-    assert taken(batch) == [first, second] and carry is None
-    assert time.monotonic() - started < 1, "close() must not wait for the deadline"
-    assert pending.get_nowait() is None, "the sentinel is put back for the worker loop to see"
+    batch = source.gather(first, max_batch_size=32, max_batch_tokens=1000, deadline=started + 5)
+    assert taken(batch) == [first] and time.monotonic() - started < 1, "close() must not wait for the deadline"
+
+
+def test_each_worker_takes_its_share_of_what_is_queued():
+    queued = deque(request(4) for _ in range(10))
+    assert share(request(4), queued, instances=1, max_batch_size=32) == 32  # one worker: all it can
+    assert share(request(4), queued, instances=2, max_batch_size=32) == 6  # 11 sequences, two workers
+    assert share(request(4), queued, instances=4, max_batch_size=32) == 3
+    assert share(request(4), deque(), instances=2, max_batch_size=32) == 1
+    assert share(request(*[4] * 20), deque(), instances=2, max_batch_size=32) == 20, "the first request is not cut"
+    assert share(request(*[4] * 40), queued, instances=2, max_batch_size=32) == 32, "nor taken past the cap"
+    first = request(4, 4, 4)
+    first.done = 2
+    assert share(first, deque(), instances=2, max_batch_size=32) == 1, "what is left of a long request"
