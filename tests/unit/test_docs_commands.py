@@ -315,6 +315,7 @@ DEFAULTS = [
      "runtime", "serve", "--max-connections", 1024),
     ("docs/server.md", "`--client-timeout` seconds (default 10)", "runtime", "serve", "--client-timeout", 10.0),
     ("docs/server.md", "`--max-connections` (default 1024)", "runtime", "serve", "--max-connections", 1024),
+    ("docs/server.md", "The default (0) is 2 on ONNX Runtime's CPU provider", "runtime", "serve", "--instances", 0),
     ("docs/cpu-precisions.md", "the server (`--allow-spinning 1`) keep ORT's default",
      "runtime", "serve", "--allow-spinning", 1),
     ("docs/cpu-precisions.md", "| int8, static scales | `python -m export --model M --int8` |",
