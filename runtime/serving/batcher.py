@@ -223,29 +223,41 @@ class DynamicBatcher:
                         return self._runs.popleft()
                     while self._pending:
                         first = self._pending.popleft()
-                        if not first.future.cancelled():  # a caller that gave up while it waited: nothing to run
-                            self._running += 1  # from now: no other batch may start alone beside this one
-                            return self._gather(first)
+                        if first.future.cancelled():  # a caller that gave up while it waited: nothing to run
+                            continue
+                        self._running += 1  # from now: no other batch may start alone beside this one
+                        work = self._gather(first)
+                        if work is not None:
+                            return work
+                        self._running -= 1
                 if self._closed and not self._pending and not self._runs:
                     return None  # re-queued rest of a long request: the worker that ran its part takes it
                 self._cond.wait()
 
-    def _gather(self, first: Queued) -> tuple[_Batch, np.ndarray | None]:
-        """(Under the lock) a batch from `first` and what is queued; sub-batches past its first go to `_runs`."""
-        parts = gather(first, self._pending, self._more, deadline=first.ready + self.max_wait,
-                       max_batch_size=share(first, self._pending, instances=self.instances,
-                                            max_batch_size=self.max_batch_size),
-                       max_batch_tokens=self.max_batch_tokens)
-        lone = len(parts) == 1 and not self._pending and self._running == 1  # the one running is this worker
-        batch = _Batch(parts, alone=self.instances == 1 or lone, max_batch_size=self.max_batch_size,
-                       max_batch_tokens=self.max_batch_tokens)
+    def _gather(self, first: Queued) -> tuple[_Batch, np.ndarray | None] | None:
+        """(Under the lock) a batch from `first` and what is queued; sub-batches past its first go to `_runs`.
+        None if it could not be formed (its callers are answered with the error)."""
+        parts = [Part(first, first.done, len(first.lengths))]
+        try:
+            parts = gather(first, self._pending, self._more, deadline=first.ready + self.max_wait,
+                           max_batch_size=share(first, self._pending, instances=self.instances,
+                                                max_batch_size=self.max_batch_size),
+                           max_batch_tokens=self.max_batch_tokens)
+            lone = len(parts) == 1 and not self._pending and self._running == 1  # the one running is this worker
+            batch = _Batch(parts, alone=self.instances == 1 or lone, max_batch_size=self.max_batch_size,
+                           max_batch_tokens=self.max_batch_tokens)
+        except Exception as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
+            log.exception("batcher: a batch could not be formed; failing its requests")
+            for part in parts:
+                _answer(part.request.future, error=exc)
+            return None
         if batch.alone:
             self._alone = True
             return batch, None
         first_run, *rest = batch.runs
         if rest:
             self._runs.extend((batch, rows) for rows in rest)
-            self._cond.notify(len(rest))
+            self._cond.notify_all()  # idle workers take them; a worker waiting inside a gather just looks again
         return batch, first_run
 
     def _more(self, deadline: float) -> bool:

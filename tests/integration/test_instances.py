@@ -117,3 +117,26 @@ def test_server_runs_its_planned_instances(fp32_dir, reference):
             for got, text in zip(answer, ["what is onnx", PASSAGE]):
                 vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
                 assert_matches(vec, reference.encode(text))
+
+
+def test_a_batch_that_cannot_be_formed_fails_its_callers_only(encoder, narrow, monkeypatch):
+    """A failure while forming a batch (here: planning its sub-batches) answers its callers with the error;
+    the workers go on and the next request gets its vector."""
+    from runtime.serving import batcher as batcher_module
+
+    plan = batcher_module.batching.plan
+    calls = {"n": 0}
+
+    def failing_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("planning failed")
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(batcher_module.batching, "plan", failing_once)
+    with DynamicBatcher(encoder, instances=2, shared=narrow) as batcher:
+        with pytest.raises(RuntimeError, match="planning failed"):
+            batcher.submit(["first"]).result(timeout=30)
+        [vec] = batcher.submit(["second"]).result(timeout=30)
+    [want] = encoder.encode(["second"])
+    assert np.array_equal(vec.indices, want.indices)
