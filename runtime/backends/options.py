@@ -45,6 +45,21 @@ def plan_instances(provider: str, threads: int | None, instances: int = 0) -> tu
     return count, threads
 
 
+def instances_share_a_session(provider: str, threads: int | None) -> bool:
+    """Whether concurrent runs of `threads` each can share one session, or each instance needs its own.
+
+    ONNX Runtime's runs of one session share its intra-op thread pool: two runs of 4 threads on one
+    session compete for that pool's threads instead of using 8 cores. At 1 thread a run has no pool
+    (it runs on its caller's thread), so one session serves every instance; a GPU session takes
+    concurrent runs on its one device. OpenVINO's backend runs one inference request at a time: each
+    instance needs its own. Sessions of their own cost memory: one copy of the weights each
+    (docs/limits.md).
+    """
+    if provider == "openvino":
+        return False
+    return provider != "cpu" or threads == 1
+
+
 def check_provider(name: object) -> str:
     """One of PROVIDERS, or an UnknownProviderError (a ValueError) listing them."""
     if name not in PROVIDERS:

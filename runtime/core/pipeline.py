@@ -177,7 +177,7 @@ class SparseEncoder(ABC):
     def infer_batches(self, sequences: Sequence[np.ndarray], *, batch_size: int, sort: bool = True,
                       shortest_first: bool = False) -> Iterator[tuple[list[int], list[SparseVector]]]:
         """Run sequences a batch at a time: (positions in `sequences`, their unpruned vectors) as each batch
-        finishes, so a caller sharing the run (the dynamic batcher, shortest first) answers short texts first."""
+        finishes, so a caller sharing the run (the dynamic batcher) answers each text as soon as its batch is done."""
 
     def infer(self, sequences: Sequence[np.ndarray], *, batch_size: int = EncodeOptions.batch_size,
               sort: bool = True) -> list[SparseVector]:

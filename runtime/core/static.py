@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,10 @@ class StaticQueryEncoder(SparseEncoder):
     @property
     def provider(self) -> str:
         return "none (static weights)"
+
+    def reopen(self, **session: Any) -> StaticQueryEncoder:
+        """This encoder: a lookup has no session or thread pool, so concurrent runs share it as it is."""
+        return self
 
     def infer_batches(self, sequences: Sequence[np.ndarray], *, batch_size: int = 1, sort: bool = True,
                       shortest_first: bool = False) -> Iterator[tuple[list[int], list[SparseVector]]]:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from pydantic import StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.backends.options import plan_instances
+from runtime.backends.options import instances_share_a_session, plan_instances
 from runtime.core.options import EncodeOptions
 from runtime.core.pipeline import SparseEncoder
 from runtime.errors import InputTooLongError, InvalidInputError, OverloadedError
@@ -88,6 +88,12 @@ class Metrics:
         self.inference.observe(stats.infer_seconds)
 
 
+def instances_of(batcher: DynamicBatcher) -> dict:
+    """How a model's runs are laid out, for /info: runs at once, the threads each has, the sessions they share."""
+    return {"instances": batcher.instances, "instance_threads": batcher.shared[0].session.threads,
+            "instance_sessions": len({id(runner) for runner in batcher.shared})}
+
+
 def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limits: ServerLimits | None = None) -> FastAPI:
     """The ASGI app. Batchers start (and a warm-up batch runs) in the lifespan; shutdown drains them."""
     limits = limits or ServerLimits()
@@ -110,9 +116,16 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
             await asyncio.to_thread(batcher.close)  # finishes accepted requests
 
     def start_batcher(enc: SparseEncoder) -> DynamicBatcher:
-        """The model's batcher, with its instances: on CPU a second session on fewer threads runs them."""
+        """The model's batcher, with its instances: on CPU they run on sessions of fewer threads (one they
+        share at 1 thread each, else one each), warmed up here so that no request pays a first run."""
         count, threads = plan_instances(enc.provider, enc.session.threads, limits.instances)
-        shared = enc.reopen(threads=threads) if count > 1 and threads != enc.session.threads else enc
+        if count == 1 or (threads == enc.session.threads and instances_share_a_session(enc.provider, threads)):
+            shared: list[SparseEncoder] = [enc]
+        else:
+            sessions = 1 if instances_share_a_session(enc.provider, threads) else count
+            shared = [enc.reopen(threads=threads) for _ in range(sessions)]
+            for runner in shared:
+                runner.encode(["warm-up query", "a somewhat longer warm-up passage " * 8])
         return DynamicBatcher(enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
                               max_wait_ms=limits.max_wait_ms, on_batch=metrics.on_batch, instances=count,
                               shared=shared)
@@ -226,7 +239,7 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
             return {"model": m.source_model, "revision": m.source_revision, "precision": m.precision,
                     "pooling": m.pooling, "top_k": m.top_k, "max_input_length": m.max_length,
                     "provider": enc.provider, "sha256": m.sha256,
-                    "instances": batcher.instances if batcher else None}
+                    **(instances_of(batcher) if batcher else {})}
         return {"document": describe("document"), "query": describe("query"),
                 "limits": asdict(limits), "started": started}
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import heapq
+import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -43,7 +46,7 @@ class BatchStats:
 
 class _Batch:
     """A gathered batch in flight: its sequences, the rows each part still waits for, and its sub-batches
-    (length-sorted, shortest first), which any free worker may run."""
+    (each of similar lengths), which any free worker may run, in the order their oldest request arrived."""
 
     def __init__(self, parts: list[Part], *, alone: bool, max_batch_size: int, max_batch_tokens: int):
         self.parts, self.alone = parts, alone
@@ -54,10 +57,15 @@ class _Batch:
         self.offsets = np.cumsum([0] + [p.end - p.start for p in parts]).tolist()
         self.slots: list[SparseVector | None] = [None] * len(self.sequences)
         self.left = [p.end - p.start for p in parts]  # rows still to come per part; 0: answered (or failed)
-        self.runs = batching.plan(batching.lengths_of(self.sequences), max_batch_size=max_batch_size,
-                                  max_batch_tokens=max_batch_tokens, shortest_first=True)
+        runs = batching.plan(batching.lengths_of(self.sequences), max_batch_size=max_batch_size,
+                             max_batch_tokens=max_batch_tokens, shortest_first=True)
+        self.runs = sorted(runs, key=self.arrival)  # stable: among equals, shortest first
         self.unfinished = len(self.runs)
         self.lock = threading.Lock()
+
+    def arrival(self, rows: np.ndarray) -> float:
+        """When the oldest request with a row in `rows` first joined the queue: the sub-batch's place in line."""
+        return min(self.parts[self.owner[int(r)]].request.enqueued for r in rows)
 
     def fill(self, row: int, vec: SparseVector) -> tuple[Part, list[SparseVector]] | None:
         """Store a row's vector; the part and its rows once that was its last row."""
@@ -96,15 +104,17 @@ class DynamicBatcher:
     When a worker is free, a batch takes the requests already queued, up to `max_batch_size`
     sequences and `max_batch_tokens` tokens (batch × longest, padded), waiting at most `max_wait_ms`
     after its first request arrived for more (default 0: it starts at once). A batch runs as
-    length-sorted sub-batches, shortest first, and each request is answered as soon as its own rows
-    are done. A request larger than one batch runs a batch at a time, taking turns with requests that
+    sub-batches of similar lengths, first come first served: the sub-batch holding the oldest request
+    first (among equals, shortest first), and each request is answered as soon as its own rows are
+    done. A request larger than one batch runs a batch at a time, taking turns with requests that
     arrive meanwhile. Each caller gets exactly its own rows back; a failing sub-batch fails only the
     requests still waiting for it, and the workers keep going.
 
-    With `instances` > 1 (Triton's instance groups), that many sub-batches run at once on `shared` (an
-    encoder on fewer threads, e.g. `encoder.reopen(threads=1)`; default: `encoder` itself): a free
-    worker first takes a sub-batch of a batch already in flight, else gathers its share of what is
-    queued. A lone request (nothing else queued, no other run going) runs alone on `encoder`, on all
+    With `instances` > 1 (Triton's instance groups), that many sub-batches run at once on `shared`: one
+    encoder on fewer threads that every worker runs (e.g. `encoder.reopen(threads=1)`), or one per
+    worker (runs of several threads each must not share a session's thread pool:
+    `instances_share_a_session`); default: `encoder` itself. A free worker first takes a sub-batch of
+    a batch already in flight, else gathers its share of what is queued. A lone request (nothing else queued, no other run going) runs alone on `encoder`, on all
     its threads, so a lone query keeps its latency; the other workers start after it.
 
     Example:
@@ -116,29 +126,35 @@ class DynamicBatcher:
     def __init__(self, encoder: SparseEncoder, *, max_batch_size: int = DEFAULT_BATCH_SIZE,
                  max_batch_tokens: int | None = None, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                  on_batch: Callable[[BatchStats], None] | None = None, instances: int = 1,
-                 shared: SparseEncoder | None = None):
+                 shared: SparseEncoder | Sequence[SparseEncoder] | None = None):
         """`max_batch_tokens` defaults to the encoder's own (`EncoderOptions.max_batch_tokens`)."""
         if max_batch_tokens is None:
             max_batch_tokens = encoder.options.max_batch_tokens
         check_positive_int(max_batch_size, "max_batch_size")
         check_positive_int(max_batch_tokens, "max_batch_tokens")
         check_positive_int(instances, "instances")
-        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int | float) or not max_wait_ms >= 0:
-            raise InvalidInputError(f"max_wait_ms must be a number >= 0, got {max_wait_ms!r}")
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int | float) or not 0 <= max_wait_ms < math.inf:
+            raise InvalidInputError(f"max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}")
+        runners = tuple(shared) if isinstance(shared, Sequence) else (shared or encoder,)
+        if len(runners) not in (1, instances):
+            raise InvalidInputError(f"shared must be one encoder or one per instance ({instances}), got {len(runners)}")
         self.encoder = encoder
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.on_batch = on_batch
         self.instances = instances
-        self.shared = shared or encoder
+        self.shared = runners  # worker i runs its sub-batches on runners[i % len(runners)]
         self._cond = threading.Condition()  # guards everything below
         self._pending: deque[Queued] = deque()
-        self._runs: deque[tuple[_Batch, np.ndarray]] = deque()  # sub-batches of batches in flight, for any worker
+        # sub-batches of batches in flight, for any worker: a heap by (arrival, order queued)
+        self._runs: list[tuple[float, int, _Batch, np.ndarray]] = []
+        self._queued_runs = itertools.count()
         self._running = 0  # sub-batches running now
         self._alone = False  # a batch runs alone: nothing else starts until it ends
         self._closed = False
-        self._workers = [threading.Thread(target=self._loop, name=f"splade-batcher-{i}", daemon=True)
+        self._workers = [threading.Thread(target=self._loop, args=(self.shared[i % len(self.shared)],),
+                                          name=f"splade-batcher-{i}", daemon=True)
                          for i in range(instances)]
         for worker in self._workers:
             worker.start()
@@ -194,11 +210,11 @@ class DynamicBatcher:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _loop(self) -> None:
+    def _loop(self, runner: SparseEncoder) -> None:
         while (work := self._next()) is not None:
             batch, rows = work
             try:
-                self._run(batch, rows)
+                self._run(batch, rows, self.encoder if batch.alone else runner)
             except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
                 log.exception("batcher: unexpected failure; failing its batch")
                 for part in batch.fail():
@@ -220,7 +236,8 @@ class DynamicBatcher:
                 if not self._alone:
                     if self._runs:
                         self._running += 1
-                        return self._runs.popleft()
+                        _, _, batch, rows = heapq.heappop(self._runs)
+                        return batch, rows
                     while self._pending:
                         first = self._pending.popleft()
                         if first.future.cancelled():  # a caller that gave up while it waited: nothing to run
@@ -237,18 +254,21 @@ class DynamicBatcher:
     def _gather(self, first: Queued) -> tuple[_Batch, np.ndarray | None] | None:
         """(Under the lock) a batch from `first` and what is queued; sub-batches past its first go to `_runs`.
         None if it could not be formed (its callers are answered with the error)."""
-        parts = [Part(first, first.done, len(first.lengths))]
+        parts: list[Part] = []  # filled as requests leave the queue: on an error, every one taken is answered
         try:
-            parts = gather(first, self._pending, self._more, deadline=first.ready + self.max_wait,
-                           max_batch_size=share(first, self._pending, instances=self.instances,
-                                                max_batch_size=self.max_batch_size),
-                           max_batch_tokens=self.max_batch_tokens)
-            lone = len(parts) == 1 and not self._pending and self._running == 1  # the one running is this worker
+            gather(first, self._pending, self._more, deadline=first.ready + self.max_wait,
+                   max_batch_size=share(first, self._pending, instances=self.instances,
+                                        max_batch_size=self.max_batch_size),
+                   max_batch_tokens=self.max_batch_tokens, into=parts)
+            if self._pending:
+                self._cond.notify()  # what did not fit is another worker's, if one is idle
+            # alone: nothing else queued or waiting to run, and the one running is this worker
+            lone = len(parts) == 1 and not self._pending and not self._runs and self._running == 1
             batch = _Batch(parts, alone=self.instances == 1 or lone, max_batch_size=self.max_batch_size,
                            max_batch_tokens=self.max_batch_tokens)
         except Exception as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
             log.exception("batcher: a batch could not be formed; failing its requests")
-            for part in parts:
+            for part in parts or [Part(first, first.done, len(first.lengths))]:
                 _answer(part.request.future, error=exc)
             return None
         if batch.alone:
@@ -256,19 +276,21 @@ class DynamicBatcher:
             return batch, None
         first_run, *rest = batch.runs
         if rest:
-            self._runs.extend((batch, rows) for rows in rest)
-            self._cond.notify_all()  # idle workers take them; a worker waiting inside a gather just looks again
+            for rows in rest:
+                heapq.heappush(self._runs, (batch.arrival(rows), next(self._queued_runs), batch, rows))
+            self._cond.notify_all()  # idle workers take them; a worker waiting inside a gather starts its batch
         return batch, first_run
 
     def _more(self, deadline: float) -> bool:
-        """(Under the lock) wait until a request is queued (True), the deadline passes or the batcher closes."""
-        self._cond.wait_for(lambda: self._pending or self._closed, timeout=max(0.0, deadline - time.monotonic()))
-        return bool(self._pending)
+        """(Under the lock) wait until a request is queued (True), the deadline passes, the batcher closes or
+        sub-batches wait for a worker (False: start this batch now, they are next)."""
+        self._cond.wait_for(lambda: self._pending or self._closed or self._runs,
+                            timeout=max(0.0, deadline - time.monotonic()))
+        return bool(self._pending) and not self._runs
 
-    def _run(self, batch: _Batch, rows: np.ndarray | None) -> None:
-        """Run one sub-batch of `batch` (None: all of them, alone, on the main encoder); answer each request
-        whose last row it was. A caller that cancelled (or timed out) is skipped; it never affects the others."""
-        encoder = self.encoder if batch.alone else self.shared
+    def _run(self, batch: _Batch, rows: np.ndarray | None, encoder: SparseEncoder) -> None:
+        """Run one sub-batch of `batch` on `encoder` (None: all of them, alone); answer each request whose
+        last row it was. A caller that cancelled (or timed out) is skipped; it never affects the others."""
         for run in batch.runs if rows is None else [rows]:
             try:
                 sequences = [batch.sequences[r] for r in run]

@@ -48,8 +48,9 @@ class Part:
 
 
 def gather(first: Queued, pending: deque[Queued], more: Callable[[float], bool], *, max_batch_size: int,
-           max_batch_tokens: int, deadline: float) -> list[Part]:
-    """`first` and what follows it in `pending`, until the deadline or a cap.
+           max_batch_tokens: int, deadline: float, into: list[Part] | None = None) -> list[Part]:
+    """`first` and what follows it in `pending`, until the deadline or a cap: the parts, appended to `into`
+    as each leaves the queue (so that, should `more` raise, the caller still holds every one taken).
 
     `more(deadline)` waits until `pending` holds a request (True) or the deadline passes (False). A
     request that does not fit stays at the head of `pending`. A request larger than the caps is taken
@@ -63,7 +64,8 @@ def gather(first: Queued, pending: deque[Queued], more: Callable[[float], bool],
         if end > first.done and candidate * (end - first.done + 1) > max_batch_tokens:
             break
         longest, end = candidate, end + 1
-    batch = [Part(first, first.done, end)]
+    batch = into if into is not None else []
+    batch.append(Part(first, first.done, end))
     if end < len(lengths):
         return batch
     count = end - first.done

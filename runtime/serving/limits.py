@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -10,9 +11,9 @@ from runtime.errors import InvalidInputError
 from runtime.serving.batcher import DEFAULT_MAX_WAIT_MS
 
 
-def limit(default: int | float, help: str, least: float = 1) -> Any:
-    """A field with its flag's help text and the least value it takes."""
-    return field(default=default, metadata={"help": help, "least": least})
+def limit(default: int | float, help: str, least: float = 1, most: float = math.inf) -> Any:
+    """A field with its flag's help text and the least and most values it takes (always a finite number)."""
+    return field(default=default, metadata={"help": help, "least": least, "most": most})
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class ServerLimits:
     max_batch_size: int = limit(DEFAULT_BATCH_SIZE, "sequences per inference batch")
     instances: int = limit(0, "inference runs at once per model, each on threads ÷ instances; a batch alone in the "
                            "queue runs on all threads (0: 2 on ONNX Runtime's CPU provider with 2+ threads, else 1)",
-                           least=0)
+                           least=0, most=64)
     max_wait_ms: float = limit(DEFAULT_MAX_WAIT_MS, "how long a batch may wait for more requests once the worker is "
                                "free (0: it takes what is queued and starts)", least=0)
     max_concurrent_requests: int = limit(512, "requests in flight before 429")
@@ -38,11 +39,13 @@ class ServerLimits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value, least = getattr(self, f.name), f.metadata["least"]
+            value, least, most = getattr(self, f.name), f.metadata["least"], f.metadata["most"]
             kinds = int if isinstance(f.default, int) else int | float
-            if not isinstance(value, bool) and isinstance(value, kinds) and value >= least:
+            if not isinstance(value, bool) and isinstance(value, kinds) and least <= value <= most and math.isfinite(value):
                 continue
-            raise InvalidInputError(f"--{f.name.replace('_', '-')} must be >= {least:g}, got {value!r}")
+            kind = "an integer" if kinds is int else "a finite number"
+            bounds = f">= {least:g}" if most == math.inf else f"from {least:g} to {most:g}"
+            raise InvalidInputError(f"--{f.name.replace('_', '-')} must be {kind} {bounds}, got {value!r}")
 
     @classmethod
     def flags(cls) -> list[tuple[str, type, object, str]]:

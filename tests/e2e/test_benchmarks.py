@@ -110,3 +110,18 @@ def test_loadgen_checks_every_answer_and_reports_the_server_overhead(exports, tm
     assert result["in_process_query_latency"]["requests"] == 20
     table = (tmp_path / "lg.md").read_text()
     assert "the server adds" in table and "of in-process" in table
+
+
+def test_queue_floor_times_the_engine_and_models_the_load(exports, tmp_path):
+    """The model's costs come from the real engine; every order of the texts gets its latency figures."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.queue_floor", "--model", str(exports()), "--clients", "4",
+                           "--requests", "40", "--orders", "2", "--out", str(tmp_path), "--name", "qf"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "qf.json").read_text())
+    assert (result["workers"], result["threads_each"]) == plan_instances("cpu", None)
+    assert 0 < result["cost_ms"]["min"] <= result["cost_ms"]["mean"] <= result["cost_ms"]["max"]
+    assert [r["order"] for r in result["orders"]] == [0, 1]
+    for row in result["orders"]:  # every latency is at least one text's cost; p99 is at least the mean
+        assert row["p50_ms"] >= result["cost_ms"]["min"] and row["p99_over_mean"] >= 1.0
+    assert "First come, first served" in (tmp_path / "qf.md").read_text()

@@ -37,9 +37,11 @@ def test_reopen_is_the_same_model_on_its_own_session(encoder, narrow, reference)
     assert_matches(vec, reference.encode(text))
 
 
-def test_concurrent_runs_answer_every_caller_with_its_own_vector(encoder, narrow, reference):
-    """96 callers (queries and passages) at once on two instances: runs overlap, and each caller's
-    vector is the PyTorch reference's for its own text."""
+@pytest.mark.parametrize("own_sessions", [False, True], ids=["one-session", "a-session-each"])
+def test_concurrent_runs_answer_every_caller_with_its_own_vector(encoder, narrow, reference, own_sessions):
+    """96 callers (queries and passages) at once on two instances, sharing a session or on one each: runs
+    overlap, and each caller's vector is the PyTorch reference's for its own text."""
+    shared = [narrow, encoder.reopen(threads=1)] if own_sessions else narrow
     texts = [f"caller {i} asks about {TOPICS[i % len(TOPICS)]}" if i % 3 else f"{i}. " + PASSAGE * (1 + i % 4)
              for i in range(96)]
     results: dict[int, object] = {}
@@ -50,7 +52,7 @@ def test_concurrent_runs_answer_every_caller_with_its_own_vector(encoder, narrow
         end = time.monotonic()
         runs.append((end - stats.infer_seconds, end, stats.alone))
 
-    with DynamicBatcher(encoder, instances=2, shared=narrow, max_batch_size=16, on_batch=on_batch) as batcher:
+    with DynamicBatcher(encoder, instances=2, shared=shared, max_batch_size=16, on_batch=on_batch) as batcher:
         def call(i):
             barrier.wait()
             results[i] = batcher.encode([texts[i]])[0]
@@ -65,6 +67,21 @@ def test_concurrent_runs_answer_every_caller_with_its_own_vector(encoder, narrow
         assert_matches(results[i], reference.encode(text))
     shared_runs = sorted((start, end) for start, end, alone in runs if not alone)
     assert any(b[0] < a[1] for a, b in zip(shared_runs, shared_runs[1:])), "no two runs overlapped"
+
+
+def test_sub_batches_run_first_come_first_served(encoder):
+    """A passage queued before two queries runs before them, though it is longer: the sub-batch holding the
+    oldest request goes first (a short text no longer jumps every longer one queued ahead of it)."""
+    finished: list[str] = []
+    with DynamicBatcher(encoder, max_batch_size=4) as batcher:
+        busy = batcher.submit([PASSAGE * 2] * 4)  # a full batch: what follows is gathered after it
+        futures = {name: batcher.submit([text]) for name, text in
+                   [("passage", PASSAGE), ("query 1", "capital of france"), ("query 2", "what is onnx")]}
+        for name, future in futures.items():
+            future.add_done_callback(lambda _, name=name: finished.append(name))
+        busy.result(timeout=60)
+        assert all(len(f.result(timeout=60)) == 1 for f in futures.values())
+    assert finished[0] == "passage", finished
 
 
 def test_a_lone_request_runs_alone(encoder, narrow, reference):
@@ -107,12 +124,30 @@ def test_instances_must_be_a_positive_int(encoder, bad):
         DynamicBatcher(encoder, instances=bad)
 
 
+def test_shared_is_one_encoder_or_one_per_instance(encoder, narrow):
+    with pytest.raises(ValueError, match=r"one per instance \(3\), got 2"):
+        DynamicBatcher(encoder, instances=3, shared=[narrow, narrow])
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1])
+def test_max_wait_must_be_finite(encoder, bad):
+    """An infinite wait cannot be waited on: refused when the batcher is made, not when a batch forms."""
+    with pytest.raises(ValueError, match="max_wait_ms must be a finite number"):
+        DynamicBatcher(encoder, max_wait_ms=bad)
+
+
 def test_server_runs_its_planned_instances(fp32_dir, reference):
-    """`serve` with default flags runs the plan for this machine; `--instances 2` always runs two."""
-    for flags, expected in (((), plan_instances("cpu", None)[0]), (("--instances", "2"), 2)):
+    """`serve` with default flags runs the plan for this machine; `--instances 2` always runs two. Runs of one
+    thread share a session; runs of several threads get a session each (a session's runs share its pool)."""
+    count, each = plan_instances("cpu", None)
+    default = (count, each if count > 1 else None, 1)
+    for flags, layout in (((), default), (("--instances", "2", "--threads", "2"), (2, 1, 1)),
+                          (("--instances", "2", "--threads", "4"), (2, 2, 2))):
         with AppServer(fp32_dir, "--provider", "cpu", *flags) as server:
             info = server.get("/info").json()
-            assert info["document"]["instances"] == expected and info["limits"]["instances"] == (2 if flags else 0)
+            doc = info["document"]
+            assert (doc["instances"], doc["instance_threads"], doc["instance_sessions"]) == layout
+            assert info["limits"]["instances"] == (2 if flags else 0)
             answer = server.post("/embed_sparse", json={"inputs": ["what is onnx", PASSAGE]}).json()
             for got, text in zip(answer, ["what is onnx", PASSAGE]):
                 vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})

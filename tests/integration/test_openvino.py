@@ -90,3 +90,29 @@ def test_cli_encodes_with_openvino(fp32_dir, ov_default):
     info = subprocess.run([sys.executable, "-m", "runtime", "info", "--model", str(fp32_dir), "--provider", "openvino"],
                           cwd=REPO, capture_output=True, text=True)
     assert info.returncode == 0 and json.loads(info.stdout)["provider"] == "openvino"
+
+
+def test_instances_run_on_a_request_each(ov_f32, reference):
+    """OpenVINO's backend runs one inference request at a time: its instances each get their own session
+    (with the same options), and concurrent callers still get exactly their own vectors."""
+    import threading
+
+    from runtime import DynamicBatcher
+    from runtime.backends.options import instances_share_a_session
+
+    assert not instances_share_a_session("openvino", 1)
+    runners = [ov_f32.reopen(threads=1) for _ in range(2)]
+    assert all(r.backend.plan.precision == "f32" and r.backend is not ov_f32.backend for r in runners)
+    texts = [f"{i}: {TEXTS[i % len(TEXTS)]}" for i in range(24)]
+    got: dict[int, object] = {}
+    with DynamicBatcher(ov_f32, instances=2, shared=runners, max_batch_size=4) as batcher:
+        def call(i):
+            got[i] = batcher.encode([texts[i]])[0]
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert len(got) == len(texts)
+    for i, text in enumerate(texts):
+        assert_matches(got[i], reference.encode(text))

@@ -55,6 +55,7 @@ def test_static_query_encoding_matches_token_presence_times_weight(static_folder
     assert len(vec) <= 2 and np.all(np.diff(vec.values) <= 0)
     with pytest.raises(InputTooLongError, match="max length of 64"):
         enc.tokenizer.check_length(["sparse retrieval " * 60])
+    assert enc.reopen(threads=1) is enc  # a lookup has no session: concurrent runs share it as it is
 
 
 def test_manifest_kind_defaults_and_is_checked(static_folder, tmp_path):

@@ -10,6 +10,7 @@ import time
 from collections import deque
 
 import numpy as np
+import pytest
 
 from runtime.core.tokenize import Tokenized
 from runtime.serving.gather import Queued, gather, share
@@ -102,6 +103,21 @@ def test_close_ends_the_wait_at_once():
     started = time.monotonic()
     batch = source.gather(first, max_batch_size=32, max_batch_tokens=1000, deadline=started + 5)
     assert taken(batch) == [first] and time.monotonic() - started < 1, "close() must not wait for the deadline"
+
+
+def test_a_failing_wait_leaves_every_request_taken_with_the_caller():
+    """Should waiting for more raise, the requests already taken off the queue are in `into`, for the
+    batcher to answer: none is lost between the queue and a batch that never formed."""
+    first, second = request(4), request(4)
+    pending = deque([second])
+
+    def more(deadline: float) -> bool:
+        raise OverflowError("timestamp out of range")
+
+    into: list = []
+    with pytest.raises(OverflowError):
+        gather(first, pending, more, max_batch_size=32, max_batch_tokens=1000, deadline=float("inf"), into=into)
+    assert taken(into) == [first, second] and not pending
 
 
 def test_each_worker_takes_its_share_of_what_is_queued():

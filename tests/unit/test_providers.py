@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import onnxruntime as ort
 import pytest
 
-from runtime.backends.options import default_threads, plan_instances
+from runtime.backends.options import default_threads, instances_share_a_session, plan_instances
 from runtime.backends.ort import AUTO_ORDER, ORT_NAMES, ProviderPlan, plan_provider, session_options
 from tests.unit.test_manifest import manifest
 
@@ -72,6 +74,17 @@ def test_plan_instances(provider, threads, asked, plan):
     assert plan_instances(provider, threads, asked) == plan
 
 
+@pytest.mark.parametrize("provider, threads, shared", [
+    ("cpu", 1, True),  # a 1-thread run has no pool: one session serves every instance
+    ("cpu", 4, False),  # runs of one session share its pool: a session each
+    ("openvino", 1, False),  # one inference request at a time per session
+    ("cuda", None, True), ("tensorrt", None, True),  # one device: concurrent runs of its one session
+    ("none (static weights)", 4, True),
+])
+def test_instances_share_a_session(provider, threads, shared):
+    assert instances_share_a_session(provider, threads) is shared
+
+
 def test_plan_instances_counts_usable_cores_by_default():
     count, each = plan_instances("cpu", None)
     assert count == (2 if default_threads() >= 2 else 1) and each == max(1, default_threads() // count)
@@ -81,8 +94,19 @@ def test_server_limits_instances():
     from runtime.serving.limits import ServerLimits
 
     assert ServerLimits().instances == 0 and ServerLimits(instances=3).instances == 3
-    for bad in (-1, 1.5, True, None):
-        with pytest.raises(ValueError, match="--instances must be >= 0"):
+    assert ServerLimits(instances=64).instances == 64
+    for bad in (-1, 1.5, True, None, 65, 100_000):  # each instance is a thread: a typo must not start 100k
+        with pytest.raises(ValueError, match="--instances must be an integer from 0 to 64"):
             ServerLimits(instances=bad)
-    with pytest.raises(ValueError, match="--max-batch-size must be >= 1"):
+    with pytest.raises(ValueError, match="--max-batch-size must be an integer >= 1"):
         ServerLimits(max_batch_size=0)
+
+
+@pytest.mark.parametrize("name", ["max_wait_ms", "client_timeout"])
+@pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0])
+def test_server_limits_times_are_finite(name, bad):
+    """An infinite wait cannot be waited on (threading's timeouts overflow): refused at startup."""
+    from runtime.serving.limits import ServerLimits
+
+    with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be a finite number >= "):
+        ServerLimits(**{name: bad})
