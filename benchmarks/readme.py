@@ -9,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {"compare-cpu": ["compare-cpu.md"], "compare-gpu": ["compare-gpu.md"], "loadgen": ["loadgen-splade-tiny-fp32.md", "loadgen-splade-tiny-fp32-queries.md",
                                                                                      "loadgen-splade-tiny-fp32-passages.md", "loadgen-triton.md",
-                                                                                     "loadgen-bert-base-int8.md", "loadgen-gpu-bert-base-fp16.md"], "gpu-checks": ["gpu-checks.md"]}
+                                                                                     "loadgen-bert-base-int8.md", "loadgen-gpu-bert-base-fp16.md",
+                                                                                     "ideal-queue.md"], "gpu-checks": ["gpu-checks.md"]}
 
 
 VERBATIM = {"gpu-checks.md"}  # several tables with prose between them: copied whole

@@ -112,16 +112,19 @@ def test_loadgen_checks_every_answer_and_reports_the_server_overhead(exports, tm
     assert "the server adds" in table and "of in-process" in table
 
 
-def test_queue_floor_times_the_engine_and_models_the_load(exports, tmp_path):
-    """The model's costs come from the real engine; every order of the texts gets its latency figures."""
-    done = subprocess.run([sys.executable, "-m", "benchmarks.queue_floor", "--model", str(exports()), "--clients", "4",
-                           "--requests", "40", "--orders", "2", "--out", str(tmp_path), "--name", "qf"],
-                          cwd=REPO, capture_output=True, text=True)
+def test_ideal_queue_times_the_engine_and_models_the_load(exports, tmp_path):
+    """The model's costs come from the real engine; each overhead gets its row, averaged over the orders."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ideal_queue", "--model", str(exports()), "--clients", "4",
+                           "--requests", "40", "--orders", "2", "--overhead-ms", "0", "5", "--out", str(tmp_path),
+                           "--name", "iq"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "qf.json").read_text())
+    result = json.loads((tmp_path / "iq.json").read_text())
     assert (result["workers"], result["threads_each"]) == plan_instances("cpu", None)
     assert 0 < result["cost_ms"]["min"] <= result["cost_ms"]["mean"] <= result["cost_ms"]["max"]
-    assert [r["order"] for r in result["orders"]] == [0, 1]
-    for row in result["orders"]:  # every latency is at least one text's cost; p99 is at least the mean
-        assert row["p50_ms"] >= result["cost_ms"]["min"] and row["p99_over_mean"] >= 1.0
-    assert "First come, first served" in (tmp_path / "qf.md").read_text()
+    bare, slow = result["rows"]
+    assert (bare["overhead_ms"], slow["overhead_ms"]) == (0, 5)
+    # 5 ms more per request: every latency grows by at least that, and texts/s falls
+    assert slow["p50_ms"] >= bare["p50_ms"] + 5 and slow["texts_per_s"] < bare["texts_per_s"]
+    for row in (bare, slow):
+        assert row["p50_ms"] >= result["cost_ms"]["min"] and 1.0 <= row["p99_over_mean_min"] <= row["p99_over_mean"]
+    assert "| overhead per request, ms |" in (tmp_path / "iq.md").read_text()

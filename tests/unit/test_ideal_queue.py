@@ -1,10 +1,10 @@
-"""The queueing model behind benchmarks.queue_floor: closed-loop clients, first come, first served."""
+"""The queueing model behind benchmarks.ideal_queue: closed-loop clients, first come, first served."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.queue_floor import closed_loop
+from benchmarks.ideal_queue import closed_loop
 
 
 def test_equal_jobs_wait_one_turn_once_every_worker_is_busy():

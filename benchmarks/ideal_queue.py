@@ -1,13 +1,15 @@
-"""How low p99 ÷ mean can go on loadgen's workload, whatever the server does: a queueing model.
+"""p99 ÷ mean of an ideal server on loadgen's workload: how much of the spread is the texts' own.
 
-    python -m benchmarks.queue_floor --model models/splade-tiny-fp32 --clients 32 --requests 1200
+    python -m benchmarks.ideal_queue --model models/splade-tiny-fp32 --clients 32 --requests 1200
 
-Closed-loop clients (as in `benchmarks.loadgen`) in front of `workers` engine instances that run each
-request alone, first come, first served, the moment an instance is free, with no HTTP, tokenizing or
-batching cost at all. A request's cost is the engine's own: single texts of many lengths timed on one instance,
-interpolated by length. What is left of p99 ÷ mean is the workload's: with a few long documents
-among short queries, the work queued ahead of a request varies from request to request. Averaged
-over several orders of the same texts.
+Closed-loop clients (as in `benchmarks.loadgen`) in front of the server's default instances, each
+running one request at a time, first come, first served, the moment it is free: no HTTP, tokenizing
+or batching, only the engine's own cost per text (single texts of many lengths timed on one
+instance, interpolated by length) plus `--overhead-ms` per request. With a few long documents among
+short queries, the work queued ahead of a request varies from request to request, and so does its
+wait. A fixed cost per request adds the same to every latency, so p99 ÷ mean falls as overhead grows:
+the closer a server comes to the engine's throughput, the closer its p99 ÷ mean comes to the
+ideal's. Averaged over several orders of the same texts.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def closed_loop(costs: list[float], clients: int, workers: int) -> list[float]:
     """Latency of each job when `clients` each send their next job the moment the last is answered and
     `workers` run the queue first come, first served. Jobs go out in list order."""
     latency = [0.0] * len(costs)
-    sent = {}  # job -> when its client sent it
+    sent: dict[int, float] = {}  # job -> when its client sent it
     queue: list[int] = []
     free_at = [0.0] * workers  # a heap: when each worker is next free
     done: list[tuple[float, int]] = []  # (finish time, job): answers in time order
@@ -77,45 +79,59 @@ def run_costs(encoder: SpladeEncoder, sequences: list[np.ndarray], points: int =
     return np.interp(lengths, lengths[picks], timed)
 
 
+def table(result: dict) -> str:
+    m, costs = result["machine"], result["cost_ms"]
+    lines = [f"Machine: {m['cpu']} ({m['cores']} cores); model {result['model']}; {result['clients']} clients, "
+             f"{result['texts']} texts ({result['mix']}); {result['workers']} instance(s) of {result['threads_each']} "
+             f"thread(s)", f"Command: `{result['command']}`", "",
+             f"The engine's cost of one text on one instance: {costs['mean']:.2f} ms on average "
+             f"({costs['min']:.2f}-{costs['max']:.1f} ms)", "",
+             "| overhead per request, ms | texts/s | mean ms | p50 ms | p99 ms | p99 ÷ mean (orders: range) |",
+             "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['overhead_ms']:g} | {row['texts_per_s']:.0f} | {row['mean_ms']:.1f} | {row['p50_ms']:.1f} "
+                     f"| {row['p99_ms']:.1f} | {row['p99_over_mean']:.2f} ({row['p99_over_mean_min']:.2f}-"
+                     f"{row['p99_over_mean_max']:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.queue_floor", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ideal_queue", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, help="exported model folder")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients, one text per request. Default: %(default)s")
     p.add_argument("--requests", type=int, default=1200, help="texts per run. Default: %(default)s")
     p.add_argument("--mix", choices=list(MIXES), default="mixed", help="as in benchmarks.loadgen. Default: %(default)s")
+    p.add_argument("--overhead-ms", type=float, nargs="+", default=[0.0, 0.5, 1.0],
+                   help="a fixed cost added to every request, one row each. Default: 0 0.5 1")
     p.add_argument("--orders", type=int, default=8, help="orders of the texts to average over. Default: %(default)s")
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default="queue-floor", help="result file stem. Default: %(default)s")
+    p.add_argument("--name", default="ideal-queue", help="result file stem. Default: %(default)s")
     args = p.parse_args(argv)
     texts = workload(args.requests, mix=args.mix)
     encoder = SpladeEncoder(args.model, provider="cpu")
     workers, threads = plan_instances(encoder.provider, None)  # the server's default instances
     instance = encoder.reopen(threads=threads) if workers > 1 else encoder
-    sequences = instance.tokenize(texts, EncodeOptions.of(truncate=True)).sequences
-    costs = run_costs(instance, sequences)
+    costs = run_costs(instance, instance.tokenize(texts, EncodeOptions.of(truncate=True)).sequences)
     rows = []
-    for seed in range(args.orders):
-        order = np.random.default_rng(seed).permutation(len(costs)) if seed else np.arange(len(costs))
-        latency = closed_loop(costs[order].tolist(), args.clients, workers)
-        rows.append({"order": seed, **percentiles(latency)})
-    ratios = [r["p99_over_mean"] for r in rows]
+    for overhead in args.overhead_ms:
+        per_order = []
+        for seed in range(args.orders):
+            order = np.random.default_rng(seed).permutation(len(costs)) if seed else np.arange(len(costs))
+            jobs = (costs[order] + overhead / 1000).tolist()
+            latency = closed_loop(jobs, args.clients, workers)
+            figures = percentiles(latency)  # closed loop, no think time: texts/s = clients ÷ mean latency
+            per_order.append({**figures, "texts_per_s": min(args.clients, len(jobs)) / figures["mean_ms"] * 1000})
+        ratios = [r["p99_over_mean"] for r in per_order]
+        rows.append({"overhead_ms": overhead, **{k: statistics.mean(r[k] for r in per_order) for k in per_order[0]},
+                     "p99_over_mean_min": min(ratios), "p99_over_mean_max": max(ratios)})
     result = {"machine": machine(), "model": str(args.model), "mix": args.mix, "clients": args.clients,
-              "workers": workers, "threads_each": threads,
-              "cost_ms": {"mean": float(costs.mean() * 1000), "min": float(costs.min() * 1000), "max": float(costs.max() * 1000)},
+              "texts": len(texts), "workers": workers, "threads_each": threads, "orders": args.orders,
+              "cost_ms": {"mean": float(costs.mean() * 1000), "min": float(costs.min() * 1000),
+                          "max": float(costs.max() * 1000)},
               "date": time.strftime("%Y-%m-%d"),
-              "command": "python -m benchmarks.queue_floor " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "orders": rows, "p99_over_mean": {"mean": statistics.mean(ratios), "min": min(ratios), "max": max(ratios)}}
-    m = result["machine"]
-    table = (f"Machine: {m['cpu']} ({m['cores']} cores); model {args.model}; {args.clients} clients, {args.requests} texts "
-             f"({args.mix}); {workers} instance(s) of {threads} thread(s)\nCommand: `{result['command']}`\n\n"
-             f"Cost of one text on one instance: {costs.mean() * 1000:.2f} ms on average ({costs.min() * 1000:.2f}-"
-             f"{costs.max() * 1000:.1f} ms)\n\n"
-             "| order | mean ms | p50 ms | p99 ms | p99 ÷ mean |\n|---|---|---|---|---|\n"
-             + "".join(f"| {r['order']} | {r['mean_ms']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p99_over_mean']:.2f} |\n"
-                       for r in rows)
-             + f"\nFirst come, first served with no serving cost: p99 ÷ mean {statistics.mean(ratios):.2f} "
-             f"(orders: {min(ratios):.2f}-{max(ratios):.2f}).\n")
-    write_results(args.out, args.name, result, table)
+              "command": "python -m benchmarks.ideal_queue " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "rows": rows}
+    write_results(args.out, args.name, result, table(result))
     return 0
 
 
