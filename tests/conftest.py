@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,26 @@ def assert_matches(vec, expected: np.ndarray, atol: float = 1e-4) -> None:
     assert np.abs(dense - expected).max() <= atol
     strong = expected > atol
     assert np.all(dense[strong] > 0), "a reference term is missing"
+
+
+def encode_concurrently(batcher, texts: list[str], *, together: bool = False, timeout: float = 120) -> list:
+    """Each text from its own thread through `batcher.encode` (all released at once with `together`):
+    its vector per text, in order. A caller left unanswered past `timeout` fails the test."""
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(len(texts))
+
+    def call(i: int) -> None:
+        if together:
+            barrier.wait()
+        results[i] = batcher.encode([texts[i]])[0]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert len(results) == len(texts), f"{len(texts) - len(results)} callers got no answer"
+    return [results[i] for i in range(len(texts))]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from runtime import DynamicBatcher, SparseVector, SpladeEncoder
 from runtime.backends.options import plan_instances
-from tests.conftest import assert_matches
+from tests.conftest import assert_matches, encode_concurrently
 from tests.servers import AppServer
 
 PASSAGE = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
@@ -44,27 +44,16 @@ def test_concurrent_runs_answer_every_caller_with_its_own_vector(encoder, narrow
     shared = [narrow, encoder.reopen(threads=1)] if own_sessions else narrow
     texts = [f"caller {i} asks about {TOPICS[i % len(TOPICS)]}" if i % 3 else f"{i}. " + PASSAGE * (1 + i % 4)
              for i in range(96)]
-    results: dict[int, object] = {}
     runs: list[tuple[float, float, bool]] = []
-    barrier = threading.Barrier(len(texts))
 
     def on_batch(stats):
         end = time.monotonic()
         runs.append((end - stats.infer_seconds, end, stats.alone))
 
     with DynamicBatcher(encoder, instances=2, shared=shared, max_batch_size=16, on_batch=on_batch) as batcher:
-        def call(i):
-            barrier.wait()
-            results[i] = batcher.encode([texts[i]])[0]
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    assert len(results) == len(texts)
-    for i, text in enumerate(texts):
-        assert_matches(results[i], reference.encode(text))
+        results = encode_concurrently(batcher, texts, together=True)
+    for vec, text in zip(results, texts):
+        assert_matches(vec, reference.encode(text))
     shared_runs = sorted((start, end) for start, end, alone in runs if not alone)
     assert any(b[0] < a[1] for a, b in zip(shared_runs, shared_runs[1:])), "no two runs overlapped"
 

@@ -12,7 +12,7 @@ import pytest
 
 from runtime import ProviderError, SpladeEncoder
 from runtime.backends.openvino import native_bf16, plan_openvino
-from tests.conftest import TEXTS, assert_matches
+from tests.conftest import TEXTS, assert_matches, encode_concurrently
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,8 +95,6 @@ def test_cli_encodes_with_openvino(fp32_dir, ov_default):
 def test_instances_run_on_a_request_each(ov_f32, reference):
     """OpenVINO's backend runs one inference request at a time: its instances each get their own session
     (with the same options), and concurrent callers still get exactly their own vectors."""
-    import threading
-
     from runtime import DynamicBatcher
     from runtime.backends.options import instances_share_a_session
 
@@ -104,15 +102,7 @@ def test_instances_run_on_a_request_each(ov_f32, reference):
     runners = [ov_f32.reopen(threads=1) for _ in range(2)]
     assert all(r.backend.plan.precision == "f32" and r.backend is not ov_f32.backend for r in runners)
     texts = [f"{i}: {TEXTS[i % len(TEXTS)]}" for i in range(24)]
-    got: dict[int, object] = {}
     with DynamicBatcher(ov_f32, instances=2, shared=runners, max_batch_size=4) as batcher:
-        def call(i):
-            got[i] = batcher.encode([texts[i]])[0]
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    assert len(got) == len(texts)
-    for i, text in enumerate(texts):
-        assert_matches(got[i], reference.encode(text))
+        got = encode_concurrently(batcher, texts, timeout=60)
+    for vec, text in zip(got, texts):
+        assert_matches(vec, reference.encode(text))
