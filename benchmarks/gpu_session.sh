@@ -33,6 +33,10 @@ case "${1:-}" in
     timeout 330 python3 -m benchmarks.gpu --out "$results" --work $work --time-limit 150 --query-repeats 300
     timeout 120 python3 -m benchmarks.loadgen --model $work/bert-base-fp16-gpu --provider cuda --clients 64 --requests 2000 \
       --time-limit 30 --max-wait-ms 2 --latency-requests 500 --name loadgen-gpu-bert-base-fp16 --out "$results"
+    # two runs at once on the one device (--instances 2: two CPU threads feeding the GPU), the online row only
+    timeout 90 python3 -m benchmarks.loadgen --model $work/bert-base-fp16-gpu --provider cuda --clients 64 --requests 2000 \
+      --time-limit 30 --max-wait-ms 2 --flags "--instances 2" --no-unbatched --bulk-clients 0 \
+      --name loadgen-gpu-bert-base-fp16-instances2 --out "$results"
     timeout 120 python3 -m pytest -q -p no:cacheprovider tests/integration/test_cuda_graphs.py tests/integration/test_runtime.py -k "cuda or graph or provider" 2>&1 | tail -15
     tar -czf "$out/gpu-results.tar.gz" -C "$results" .
     ls -la "$results"

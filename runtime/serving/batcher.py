@@ -243,7 +243,11 @@ class DynamicBatcher:
                         if first.future.cancelled():  # a caller that gave up while it waited: nothing to run
                             continue
                         self._running += 1  # from now: no other batch may start alone beside this one
-                        work = self._gather(first)
+                        try:
+                            work = self._gather(first)
+                        except BaseException:  # its callers are answered; the count must not stay raised
+                            self._running -= 1
+                            raise
                         if work is not None:
                             return work
                         self._running -= 1
@@ -266,10 +270,12 @@ class DynamicBatcher:
             lone = len(parts) == 1 and not self._pending and not self._runs and self._running == 1
             batch = _Batch(parts, alone=self.instances == 1 or lone, max_batch_size=self.max_batch_size,
                            max_batch_tokens=self.max_batch_tokens)
-        except Exception as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
+        except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
             log.exception("batcher: a batch could not be formed; failing its requests")
             for part in parts or [Part(first, first.done, len(first.lengths))]:
                 _answer(part.request.future, error=exc)
+            if not isinstance(exc, Exception):
+                raise
             return None
         if batch.alone:
             self._alone = True
