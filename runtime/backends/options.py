@@ -50,9 +50,10 @@ def instances_share_a_session(provider: str, threads: int | None) -> bool:
 
     ONNX Runtime's runs of one session share its intra-op thread pool: two runs of 4 threads on one
     session compete for that pool's threads instead of using 8 cores. At 1 thread a run has no pool
-    (it runs on its caller's thread), so one session serves every instance; a GPU session takes
-    concurrent runs on its one device. OpenVINO's backend runs one inference request at a time: each
-    instance needs its own. Sessions of their own cost memory: one copy of the weights each
+    (it runs on its caller's thread), so one session serves every instance. On a GPU the instances
+    share the one session (and device); with CUDA graphs its runs take turns, so instances there
+    overlap only the work around each run (padding, vectors). OpenVINO's backend runs one inference
+    request at a time: each instance needs its own. Sessions of their own cost memory: one copy of the weights each
     (docs/limits.md).
     """
     if provider == "openvino":

@@ -247,6 +247,7 @@ class DynamicBatcher:
                             work = self._gather(first)
                         except BaseException:  # its callers are answered; the count must not stay raised
                             self._running -= 1
+                            self._cond.notify_all()  # this worker stops: another takes what it was woken for
                             raise
                         if work is not None:
                             return work
@@ -280,18 +281,18 @@ class DynamicBatcher:
         if batch.alone:
             self._alone = True
             return batch, None
-        first_run, *rest = batch.runs
-        if rest:
-            for rows in rest:
-                heapq.heappush(self._runs, (batch.arrival(rows), next(self._queued_runs), batch, rows))
-            self._cond.notify_all()  # idle workers take them; a worker waiting inside a gather starts its batch
-        return batch, first_run
+        for rows in batch.runs:
+            heapq.heappush(self._runs, (batch.arrival(rows), next(self._queued_runs), batch, rows))
+        _, _, oldest, rows = heapq.heappop(self._runs)  # the oldest waiting, this batch's or an earlier one's
+        if self._runs:
+            self._cond.notify_all()  # idle workers take the rest; a worker waiting inside a gather starts its batch
+        return oldest, rows
 
     def _more(self, deadline: float) -> bool:
         """(Under the lock) wait until a request is queued (True), the deadline passes, the batcher closes or
         sub-batches wait for a worker (False: start this batch now, they are next)."""
         self._cond.wait_for(lambda: self._pending or self._closed or self._runs,
-                            timeout=max(0.0, deadline - time.monotonic()))
+                            timeout=min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX))
         return bool(self._pending) and not self._runs
 
     def _run(self, batch: _Batch, rows: np.ndarray | None, encoder: SparseEncoder) -> None:

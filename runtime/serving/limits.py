@@ -27,7 +27,7 @@ class ServerLimits:
                            "queue runs on all threads (0: 2 on ONNX Runtime's CPU provider with 2+ threads, else 1)",
                            least=0, most=64)
     max_wait_ms: float = limit(DEFAULT_MAX_WAIT_MS, "how long a batch may wait for more requests once the worker is "
-                               "free (0: it takes what is queued and starts)", least=0)
+                               "free (0: it takes what is queued and starts)", least=0, most=60_000)
     max_concurrent_requests: int = limit(512, "requests in flight before 429")
     max_client_batch_size: int = limit(32, "inputs per request before 413")
     payload_limit: int = limit(2_000_000, "request body bytes before 413, checked before parsing")
@@ -35,14 +35,14 @@ class ServerLimits:
     max_connections: int = limit(1024, "open connections before new ones get 503 and are closed (each holds a "
                                  "file descriptor)")
     client_timeout: float = limit(10.0, "seconds a request's headers and body may take to arrive: 408 while "
-                                  "headers are incomplete, then the connection is closed", least=0.001)
+                                  "headers are incomplete, then the connection is closed", least=0.001, most=3600)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value, least, most = getattr(self, f.name), f.metadata["least"], f.metadata["most"]
             kinds = int if isinstance(f.default, int) else int | float
-            if not isinstance(value, bool) and isinstance(value, kinds) and least <= value <= most and math.isfinite(value):
-                continue
+            if not isinstance(value, bool) and isinstance(value, kinds) and least <= value <= most:
+                continue  # NaN fails the comparison; an int past a float's range compares exactly
             kind = "an integer" if kinds is int else "a finite number"
             bounds = f">= {least:g}" if most == math.inf else f"from {least:g} to {most:g}"
             raise InvalidInputError(f"--{f.name.replace('_', '-')} must be {kind} {bounds}, got {value!r}")

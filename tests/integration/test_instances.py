@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from runtime import DynamicBatcher, SparseVector, SpladeEncoder
-from runtime.backends.options import plan_instances
+from runtime.backends.options import instances_share_a_session, plan_instances
 from tests.conftest import assert_matches, encode_concurrently
 from tests.servers import AppServer
 
@@ -125,11 +125,22 @@ def test_max_wait_must_be_finite(encoder, bad):
         DynamicBatcher(encoder, max_wait_ms=bad)
 
 
+def test_a_wait_longer_than_threading_allows_still_gathers(encoder):
+    """1e13 ms is past threading's largest timeout: the batch waits (capped) and fills when the next
+    request comes, as any wait does, instead of failing its callers."""
+    with DynamicBatcher(encoder, max_wait_ms=1e13, max_batch_size=2) as batcher:
+        first = batcher.submit(["a query that waits for company"])
+        time.sleep(0.05)  # the worker is now waiting inside the gather
+        second = batcher.submit(["its company"])
+        assert len(first.result(timeout=30)) == 1 and len(second.result(timeout=30)) == 1
+
+
 def test_server_runs_its_planned_instances(fp32_dir, reference):
     """`serve` with default flags runs the plan for this machine; `--instances 2` always runs two. Runs of one
     thread share a session; runs of several threads get a session each (a session's runs share its pool)."""
     count, each = plan_instances("cpu", None)
-    default = (count, each if count > 1 else None, 1)
+    shares = count == 1 or instances_share_a_session("cpu", each)  # 4+ cores: a session per instance
+    default = (count, each if count > 1 else None, 1 if shares else count)
     for flags, layout in (((), default), (("--instances", "2", "--threads", "2"), (2, 1, 1)),
                           (("--instances", "2", "--threads", "4"), (2, 2, 2))):
         with AppServer(fp32_dir, "--provider", "cpu", *flags) as server:

@@ -1,0 +1,41 @@
+"""The order a gathered batch's sub-batches run in: first come, first served (DynamicBatcher's `_Batch`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.core.tokenize import Tokenized
+from runtime.serving.batcher import _Batch
+from runtime.serving.gather import Part, Queued
+
+
+def request(enqueued: float, *lengths: int) -> Queued:
+    seqs = [np.arange(n, dtype=np.int64) for n in lengths]
+    req = Queued(Tokenized(seqs, np.arange(len(seqs), dtype=np.int64)), len(seqs), None)  # type: ignore[arg-type]
+    req.enqueued = enqueued
+    return req
+
+
+def batch(*requests: Queued) -> _Batch:
+    return _Batch([Part(r, 0, len(r.lengths)) for r in requests], alone=False, max_batch_size=8,
+                  max_batch_tokens=10_000)
+
+
+def owners(b: _Batch) -> list[list[int]]:
+    return [sorted({b.owner[int(r)] for r in rows}) for rows in b.runs]
+
+
+def test_the_sub_batch_holding_the_oldest_request_runs_first():
+    # a passage queued first, then two queries: the passage's run goes first although it is the longest
+    b = batch(request(1.0, 120), request(2.0, 8), request(3.0, 9))
+    assert owners(b) == [[0], [1, 2]]
+    assert [b.arrival(rows) for rows in b.runs] == [1.0, 2.0]
+
+
+def test_a_sub_batch_counts_its_oldest_request_and_equal_ones_stay_shortest_first():
+    # the queries' run holds the oldest request (1.0): it goes before the passage queued at 2.0
+    b = batch(request(1.0, 8), request(2.0, 120), request(3.0, 9))
+    assert owners(b) == [[0, 2], [1]]
+    # one request with texts of very different lengths: every run has its arrival, shortest first
+    b = batch(request(5.0, 200, 10, 100))
+    assert [len(b.sequences[int(rows[0])]) for rows in b.runs] == [10, 100, 200]
