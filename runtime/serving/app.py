@@ -119,11 +119,11 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
         """The model's batcher, with its instances: on CPU they run on sessions of fewer threads (one they
         share at 1 thread each, else one each), warmed up here so that no request pays a first run."""
         count, threads = plan_instances(enc.provider, enc.session.threads, limits.instances)
-        if count == 1 or (threads == enc.session.threads and instances_share_a_session(enc.provider, threads)):
+        shares = instances_share_a_session(enc.provider, threads)
+        if count == 1 or (shares and threads == enc.session.threads):
             shared: list[SparseEncoder] = [enc]
         else:
-            sessions = 1 if instances_share_a_session(enc.provider, threads) else count
-            shared = [enc.reopen(threads=threads) for _ in range(sessions)]
+            shared = [enc.reopen(threads=threads) for _ in range(1 if shares else count)]
             for runner in shared:
                 runner.encode(["warm-up query", "a somewhat longer warm-up passage " * 8])
         return DynamicBatcher(enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,

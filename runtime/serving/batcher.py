@@ -59,7 +59,10 @@ class _Batch:
         self.left = [p.end - p.start for p in parts]  # rows still to come per part; 0: answered (or failed)
         runs = batching.plan(batching.lengths_of(self.sequences), max_batch_size=max_batch_size,
                              max_batch_tokens=max_batch_tokens, shortest_first=True)
-        self.runs = sorted(runs, key=self.arrival)  # stable: among equals, shortest first
+        # each run's place in line, and the runs in that order (stable: among equals, shortest first)
+        keyed = sorted(((self.arrival(rows), rows) for rows in runs), key=lambda pair: pair[0])
+        self.arrivals: list[float] = [arrival for arrival, _ in keyed]
+        self.runs: list[np.ndarray] = [rows for _, rows in keyed]
         self.unfinished = len(self.runs)
         self.lock = threading.Lock()
 
@@ -114,8 +117,9 @@ class DynamicBatcher:
     encoder on fewer threads that every worker runs (e.g. `encoder.reopen(threads=1)`), or one per
     worker (runs of several threads each must not share a session's thread pool:
     `instances_share_a_session`); default: `encoder` itself. A free worker first takes a sub-batch of
-    a batch already in flight, else gathers its share of what is queued. A lone request (nothing else queued, no other run going) runs alone on `encoder`, on all
-    its threads, so a lone query keeps its latency; the other workers start after it.
+    a batch already in flight, else gathers its share of what is queued. A lone request (nothing else
+    queued, no other run going) runs alone on `encoder`, on all its threads, so a lone query keeps its
+    latency; the other workers start after it.
 
     Example:
         >>> with DynamicBatcher(SpladeEncoder("models/splade-tiny-fp32"), max_wait_ms=2) as b:  # or any SparseEncoder
@@ -257,8 +261,9 @@ class DynamicBatcher:
                 self._cond.wait()
 
     def _gather(self, first: Queued) -> tuple[_Batch, np.ndarray | None] | None:
-        """(Under the lock) a batch from `first` and what is queued; sub-batches past its first go to `_runs`.
-        None if it could not be formed (its callers are answered with the error)."""
+        """(Under the lock) a batch from `first` and what is queued, and the work to run now: all of it when
+        it runs alone, else its sub-batches go to `_runs` and the oldest waiting there is this worker's. None
+        if it could not be formed (its callers are answered with the error)."""
         parts: list[Part] = []  # filled as requests leave the queue: on an error, every one taken is answered
         try:
             gather(first, self._pending, self._more, deadline=first.ready + self.max_wait,
@@ -281,8 +286,8 @@ class DynamicBatcher:
         if batch.alone:
             self._alone = True
             return batch, None
-        for rows in batch.runs:
-            heapq.heappush(self._runs, (batch.arrival(rows), next(self._queued_runs), batch, rows))
+        for arrival, rows in zip(batch.arrivals, batch.runs):
+            heapq.heappush(self._runs, (arrival, next(self._queued_runs), batch, rows))
         _, _, oldest, rows = heapq.heappop(self._runs)  # the oldest waiting, this batch's or an earlier one's
         if self._runs:
             self._cond.notify_all()  # idle workers take the rest; a worker waiting inside a gather starts its batch

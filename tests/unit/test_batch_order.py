@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from runtime.core.tokenize import Tokenized
 from runtime.serving.batcher import _Batch
 from runtime.serving.gather import Part, Queued
+from tests.unit.test_gather import request as queued
 
 
 def request(enqueued: float, *lengths: int) -> Queued:
-    seqs = [np.arange(n, dtype=np.int64) for n in lengths]
-    req = Queued(Tokenized(seqs, np.arange(len(seqs), dtype=np.int64)), len(seqs), None)  # type: ignore[arg-type]
+    """A queued request of these token lengths that arrived at `enqueued`."""
+    req = queued(*lengths)
     req.enqueued = enqueued
     return req
 
@@ -29,7 +27,7 @@ def test_the_sub_batch_holding_the_oldest_request_runs_first():
     # a passage queued first, then two queries: the passage's run goes first although it is the longest
     b = batch(request(1.0, 120), request(2.0, 8), request(3.0, 9))
     assert owners(b) == [[0], [1, 2]]
-    assert [b.arrival(rows) for rows in b.runs] == [1.0, 2.0]
+    assert [b.arrival(rows) for rows in b.runs] == b.arrivals == [1.0, 2.0]  # the heap's keys
 
 
 def test_a_sub_batch_counts_its_oldest_request_and_equal_ones_stay_shortest_first():
