@@ -16,10 +16,14 @@ from export.config import MaxReduction
 from export.errors import ExportConfigError, UnsupportedModelError
 from runtime.manifest import Pooling
 
-# How max pooling reduces each [tokens, chunk] block: ReduceMax over the token axis, or GlobalMaxPool
-# over a [chunk, tokens] block (the projection then runs as W^T @ h^T). On CUDA, ONNX Runtime runs
-# ReduceMax through cuDNN's reduce, which for fp16 first converts the block to fp32: a quarter of a
-# BERT-base document batch's GPU time; cuDNN's pooling reads the fp16 block once.
+# How max pooling reduces each chunk over tokens. "reducemax": one projection of every token in the
+# batch, vocabulary-major ([chunk, H] @ [H, batch × tokens]), then ReduceMax over the innermost (token)
+# axis. ONNX Runtime's CPU ReduceMax over a middle axis of [batch, tokens, chunk] is 3-5× slower per
+# row at batch 1 (its kernel for a reduced leading axis): a lone 512-token document on one thread spent
+# 29 ms of its 57 ms there, and 2 ms once the tokens are innermost (docs/performance.md).
+# "globalmaxpool": GlobalMaxPool over a [batch, chunk, tokens] block (W^T @ h^T per row). On CUDA,
+# ONNX Runtime runs ReduceMax through cuDNN's reduce, which for fp16 first converts the block to fp32:
+# a quarter of a BERT-base document batch's GPU time; cuDNN's pooling reads the fp16 block once.
 Activation = Literal["relu", "log1p_relu"]
 
 
@@ -64,10 +68,13 @@ class SpladeGraph(nn.Module):
     monotone) and max_i (h_i . w + b) = b + max_i (h_i . w): the only [batch, seq, vocab] work is
     the projection and a ReduceMax, chunk by chunk. Padded positions are replaced by the first
     token's hidden state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
+    Max pooling projects vocabulary-major, so that the reduction runs over the innermost axis; with
+    `vocab_major=False`, token-major ([batch, seq, chunk], the head's weight as the MatMul's second input,
+    as int8's quantizer needs it).
     """
 
     def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0,
-                 max_reduction: MaxReduction = "reducemax", activation: Activation = "relu"):
+                 max_reduction: MaxReduction = "reducemax", activation: Activation = "relu", vocab_major: bool = True):
         super().__init__()
         if pooling not in ("max", "sum"):
             raise ExportConfigError(f"pooling must be 'max' or 'sum', got {pooling!r}")
@@ -79,6 +86,7 @@ class SpladeGraph(nn.Module):
         self.pooling = pooling
         self.activation = activation
         self.pooled_by_pool = pooling == "max" and max_reduction == "globalmaxpool"
+        self.vocab_major = pooling == "max" and vocab_major and not self.pooled_by_pool
         vocab = decoder.weight.shape[0]
         self.top_k = min(top_k, vocab)
         self.vocab_chunk = vocab_chunk if 0 < vocab_chunk < vocab else vocab
@@ -91,7 +99,7 @@ class SpladeGraph(nn.Module):
         self.chunks = len(starts)
         for i, start in enumerate(starts):
             block = proj[:, start: start + self.vocab_chunk]
-            self.register_buffer(f"proj_{i}", (block.t() if self.pooled_by_pool else block).contiguous())
+            self.register_buffer(f"proj_{i}", (block.t() if self.pooled_by_pool or self.vocab_major else block).contiguous())
             self.register_buffer(f"bias_{i}", self.bias[start: start + self.vocab_chunk].clone())
 
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +118,13 @@ class SpladeGraph(nn.Module):
             hidden = torch.where(mask, hidden, hidden[:, :1, :]).transpose(1, 2)
             pooled = torch.cat([F.adaptive_max_pool1d(torch.matmul(p, hidden), 1).squeeze(-1) for p in projs], dim=-1) + self.bias
             weights = self._activate(pooled)
-        elif self.pooling == "max":
+        elif self.vocab_major:  # [chunk, H] @ [H, B × S] -> [chunk, B, S], max over S -> [B, vocab]
+            hidden = torch.where(mask, hidden, hidden[:, :1, :])
+            batch, seq = hidden.shape[0], hidden.shape[1]
+            tokens = hidden.reshape(-1, hidden.shape[2]).t()
+            pooled = torch.cat([torch.matmul(p, tokens).reshape(-1, batch, seq).amax(dim=2) for p in projs], dim=0)
+            weights = self._activate(pooled.t() + self.bias)
+        elif self.pooling == "max":  # [B, S, H] @ [H, chunk] -> [B, S, chunk], max over S
             hidden = torch.where(mask, hidden, hidden[:, :1, :])
             pooled = torch.cat([torch.matmul(hidden, p).amax(dim=1) for p in projs], dim=-1) + self.bias
             weights = self._activate(pooled)
@@ -155,7 +169,7 @@ def example_inputs(tokenizer, vocab: int | None = None) -> tuple[torch.Tensor, t
 
 def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_k: int, opset: int,
                 vocab_chunk: int = 0, activation: Activation = "relu",
-                max_reduction: MaxReduction = "reducemax") -> tuple[str, ...]:
+                max_reduction: MaxReduction = "reducemax", vocab_major: bool = True) -> tuple[str, ...]:
     """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
     mlm.eval()
     outputs = output_names(top_k)
@@ -165,7 +179,7 @@ def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_
     axes.update({name: {0: "batch"} for name in outputs})
     with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, max_reduction, activation).eval()
+        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, max_reduction, activation, vocab_major).eval()
         torch.onnx.export(
             graph,
             (ids, mask),

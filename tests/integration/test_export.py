@@ -181,3 +181,32 @@ def test_unchunked_head_and_fp32_head_in_int8(tmp_path, reference):
     assert all(n.op_type == "MatMul" for n in heads) and kept.validation["int8"]["top32_overlap"] >= 0.9
     values, indices = run_graph(tmp_path / "kept", reference, TEXTS[:3])
     assert np.all(np.diff(values, axis=1) <= 0)
+
+
+def _reduced_axes(graph: onnx.ModelProto, node: onnx.NodeProto) -> list[int]:
+    """A ReduceMax's axes: its attribute (opset < 18) or its constant second input."""
+    for attr in node.attribute:
+        if attr.name == "axes":
+            return list(attr.ints)
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in graph.graph.initializer}
+    consts.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in graph.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    return consts[node.input[1]].tolist()
+
+
+def test_max_pooling_reduces_tokens_innermost_and_int8_keeps_a_quantized_head(exports):
+    """fp32 pools over the innermost axis of a vocabulary-major block (ONNX Runtime's CPU ReduceMax over a
+    middle axis is several times slower on a batch of one); int8 keeps the token-major projection, the only
+    one whose head its quantizer quantizes."""
+    from export.optimize import head_matmuls, pooling_reductions
+
+    chunks = -(-30522 // 2048)
+    fp32 = onnx.load(str(exports() / "model.onnx"))
+    reductions = pooling_reductions(fp32)
+    assert len(reductions) == chunks and all(n.op_type == "ReduceMax" for n in reductions)
+    assert all(_reduced_axes(fp32, n) in ([2], [-1]) for n in reductions), "tokens must be the innermost axis"
+    assert len(head_matmuls(fp32)) == chunks
+    int8 = onnx.load(str(exports("int8") / "model.onnx"))
+    assert all(_reduced_axes(int8, n) == [1] for n in pooling_reductions(int8))
+    assert head_matmuls(int8) == [], "no fp32 MatMul left between the tokens and the pooling"
+    assert sum(n.op_type == "MatMulIntegerToFloat" for n in int8.graph.node) >= chunks
