@@ -93,11 +93,13 @@ def plan_openvino(threads: int, extra: Mapping[str, Any] | None = None, *, bf16:
 
 
 def type_projection_bf16(model) -> int:
-    """Make each vocabulary chunk's MatMul -> ReduceMax/ReduceSum explicitly bf16, converting after the reduction.
+    """Make each vocabulary chunk's MatMul (-> Reshape) -> ReduceMax/ReduceSum explicitly bf16, converting after
+    the reduction.
 
     Left to itself, the CPU plugin runs the chunk's MatMul in bf16 but the reduction (part of the graph's f32
     tail) in f32, with a [rows, tokens, chunk] bf16->f32 reorder between them that dynamic shapes never reuse.
     Max pooling over bf16 values is exact; sum pooling accumulates in bf16 like the MatMul output it reads.
+    A vocabulary-major export reshapes the product to [chunk, batch, tokens] before the reduction.
     Returns how many chunks were retyped.
     """
     import openvino as ov
@@ -108,12 +110,18 @@ def type_projection_bf16(model) -> int:
         kind = node.get_type_name()
         if kind not in ("ReduceMax", "ReduceSum"):
             continue
-        matmul = node.input_value(0).get_node()
+        matmul = reshape = node.input_value(0).get_node()
+        if matmul.get_type_name() == "Reshape":
+            matmul = reshape.input_value(0).get_node()
+        else:
+            reshape = None
         if matmul.get_type_name() != "MatMul":
             continue
         attrs = matmul.get_attributes()
         product = ops.matmul(ops.convert(matmul.input_value(0), ov.Type.bf16), ops.convert(matmul.input_value(1), ov.Type.bf16),
                              attrs["transpose_a"], attrs["transpose_b"])
+        if reshape is not None:
+            product = ops.reshape(product, reshape.input_value(1), reshape.get_attributes()["special_zero"])
         reduce = ops.reduce_max if kind == "ReduceMax" else ops.reduce_sum
         back = ops.convert(reduce(product, node.input_value(1), node.get_attributes()["keep_dims"]), ov.Type.f32)
         for target in list(node.output(0).get_target_inputs()):

@@ -106,3 +106,18 @@ def test_instances_run_on_a_request_each(ov_f32, reference):
         got = encode_concurrently(batcher, texts, timeout=60)
     for vec, text in zip(got, texts):
         assert_matches(vec, reference.encode(text))
+
+
+def test_every_projection_chunk_is_retyped_bf16(fp32_dir):
+    """The bf16 memory fix finds each chunk's MatMul -> Reshape -> ReduceMax of the vocabulary-major export,
+    and the retyped graph still compiles and runs."""
+    ov = pytest.importorskip("openvino")
+    from runtime.backends.openvino import type_projection_bf16
+
+    model = ov.Core().read_model(str(fp32_dir / "model.onnx"))
+    assert type_projection_bf16(model) == -(-30522 // 2048)
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ids = np.array([[101, 2054, 2003, 102, 0], [101, 2054, 2003, 2023, 102]], dtype=np.int64)
+    out = compiled({"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64)})
+    values = out[compiled.output("values")]
+    assert values.shape == (2, 512) and np.all(np.diff(values, axis=1) <= 0) and values[:, 0].min() > 0
