@@ -177,13 +177,14 @@ def pytorch_weights(source: Path, texts: list[str], max_length: int) -> dict[str
 
 def engines(work: Path) -> list[tuple[str, Path, str, dict]]:
     """(name, folder, provider, provider_options) for every precision and provider available here."""
+    from benchmarks.compare import exported
     from export import ExportConfig, export_model
 
     folders = {}
     for name, precision, scales in (("fp32", "fp32", "static"), ("int8-static", "int8", "static"),
                                     ("int8-dynamic", "int8", "dynamic")):
         folder = work / f"splade-tiny-{'int8' if name == 'int8-static' else name}"  # benchmarks.compare's names
-        if not (folder / "splade.json").exists():
+        if not exported(folder):
             export_model(ExportConfig(model="splade-tiny", output=folder, precision=precision, int8_scales=scales,
                                       validate=False))
         folders[name] = folder

@@ -34,8 +34,10 @@ from benchmarks.compare import export_ours, machine, ours_folder, ours_precision
 from benchmarks.compare import main as compare
 
 # BERT-base fp16 export variants compared on the GPU: vocabulary chunk size (0: the whole vocabulary
-# in one projection) and how the max over tokens is taken (ReduceMax or GlobalMaxPool).
+# in one projection) and how the max over tokens is taken (ReduceMax vocabulary-major, the default; ReduceMax
+# token-major, the layout before it; or GlobalMaxPool).
 VARIANTS = {"chunk2048": {"vocab_chunk": 2048}, "chunk8192": {"vocab_chunk": 8192}, "chunk0": {"vocab_chunk": 0},
+            "chunk2048-tokens": {"vocab_chunk": 2048, "max_reduction": "reducemax-tokens"},
             "chunk2048-pool": {"vocab_chunk": 2048, "max_reduction": "globalmaxpool"},
             "chunk8192-pool": {"vocab_chunk": 8192, "max_reduction": "globalmaxpool"}}
 DOC_SHAPES = ((64, 128), (128, 128), (32, 256))

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from export.config import Bounds
+from export.config import MAX_REDUCTIONS, Bounds
 from export.pipeline import ExportConfig, export_model
 from export.sources import DEFAULT_MODEL, TINY_ALIAS
 from runtime.errors import SpladeError
@@ -52,9 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--vocab-chunk", type=int, default=_D.vocab_chunk,
                        help="project the vocabulary in chunks of this many terms, each reduced over tokens before "
                        "the next (bounds memory, keeps the reduction in cache); 0 = all at once. Default: %(default)s")
-    graph.add_argument("--max-reduction", choices=["reducemax", "globalmaxpool"], default=_D.max_reduction,
-                       help="how max pooling reduces each chunk over tokens: globalmaxpool is faster on CUDA "
-                       "(cuDNN pooling instead of cuDNN's reduce, which converts fp16 to fp32 first). Default: %(default)s")
+    graph.add_argument("--max-reduction", choices=list(MAX_REDUCTIONS), default=_D.max_reduction,
+                       help="how max pooling reduces each chunk over tokens: reducemax projects vocabulary-major and "
+                       "reduces the innermost axis (fastest on CPU); reducemax-tokens reduces a [batch, tokens, chunk] "
+                       "block (the layout of exports before it, and of int8 with a quantized head); globalmaxpool is "
+                       "faster on CUDA (cuDNN pooling instead of cuDNN's reduce, which converts fp16 to fp32 first). "
+                       "Default: %(default)s")
     graph.add_argument("--no-attention-fusion", action="store_true",
                        help="skip ORT's fused Attention op (other fusions still apply)")
     val = p.add_argument_group("validation")

@@ -10,7 +10,8 @@ from export.errors import ExportConfigError
 from runtime.manifest import Pooling, Precision
 
 # How max pooling reduces each vocabulary chunk over tokens in the graph.
-MaxReduction = Literal["reducemax", "globalmaxpool"]
+MaxReduction = Literal["reducemax", "reducemax-tokens", "globalmaxpool"]
+MAX_REDUCTIONS: tuple[MaxReduction, ...] = ("reducemax", "reducemax-tokens", "globalmaxpool")
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class ExportConfig:
             raise ExportConfigError(f"int8_scales must be 'static' or 'dynamic', got {self.int8_scales!r}")
         if self.pooling not in ("max", "sum", None):
             raise ExportConfigError(f"pooling must be 'max' or 'sum', got {self.pooling!r}")
-        if self.max_reduction not in ("reducemax", "globalmaxpool"):
-            raise ExportConfigError(f"max_reduction must be 'reducemax' or 'globalmaxpool', got {self.max_reduction!r}")
+        if self.max_reduction not in MAX_REDUCTIONS:
+            raise ExportConfigError(f"max_reduction must be one of {', '.join(MAX_REDUCTIONS)}, got {self.max_reduction!r}")
         if self.top_k < 0:
             raise ExportConfigError("top_k must be >= 0 (0 returns the full weights)")
         if self.vocab_chunk < 0:

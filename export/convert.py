@@ -25,6 +25,7 @@ class Graph:
     fp32: Path  # the fused fp32 graph (in the work folder; the same bytes as `model` for an fp32 export)
     outputs: tuple[str, ...]
     fusions: dict[str, int]
+    max_reduction: str  # how the graph's max pooling reduces ("" for sum pooling), as the manifest records it
 
 
 def calibration_feeds(tokenizer, max_length: int) -> list[dict[str, np.ndarray]]:
@@ -43,10 +44,12 @@ def convert(cfg: ExportConfig, model: LoadedModel, work: Path, folder: Path) -> 
              model.activation, cfg.top_k, cfg.opset, model.max_length)
     # ONNX Runtime's quantizer quantizes a MatMul's weight only as its second input: a quantized head
     # keeps the token-major projection (int8 at twice the speed of fp32 beats the faster reduction)
-    quantized_head = cfg.precision == "int8" and cfg.int8_head
+    reduction = cfg.max_reduction
+    if reduction == "reducemax" and cfg.precision == "int8" and cfg.int8_head:
+        reduction = "reducemax-tokens"
     outputs = export_onnx(model.mlm, raw, tokenizer=model.tokenizer, pooling=model.pooling, top_k=cfg.top_k,
                           opset=cfg.opset, vocab_chunk=cfg.vocab_chunk, activation=model.activation,
-                          max_reduction=cfg.max_reduction, vocab_major=not quantized_head)
+                          max_reduction=reduction)
     fusions = optimize.fuse_transformer(raw, fused, num_heads=model.heads, hidden_size=model.hidden,
                                         attention=cfg.attention_fusion)
     raw.unlink()
@@ -62,4 +65,5 @@ def convert(cfg: ExportConfig, model: LoadedModel, work: Path, folder: Path) -> 
         optimize.to_int8(fused, final, quantize_head=cfg.int8_head)
     else:
         shutil.copyfile(fused, final)
-    return Graph(model=final, fp32=fused, outputs=outputs, fusions=fusions)
+    return Graph(model=final, fp32=fused, outputs=outputs, fusions=fusions,
+                 max_reduction=reduction if model.pooling == "max" else "")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from export.config import MaxReduction
+from export.config import MAX_REDUCTIONS, MaxReduction
 from export.errors import ExportConfigError, UnsupportedModelError
 from runtime.manifest import Pooling
 
@@ -20,7 +20,8 @@ from runtime.manifest import Pooling
 # batch, vocabulary-major ([chunk, H] @ [H, batch × tokens]), then ReduceMax over the innermost (token)
 # axis. ONNX Runtime's CPU ReduceMax over a middle axis of [batch, tokens, chunk] is 3-5× slower per
 # row at batch 1 (its kernel for a reduced leading axis): a lone 512-token document on one thread spent
-# 29 ms of its 57 ms there, and 2 ms once the tokens are innermost (docs/performance.md).
+# 29 ms of its 57 ms there, and 2 ms once the tokens are innermost (docs/performance.md). "reducemax-tokens":
+# ReduceMax over the tokens of a [batch, tokens, chunk] block, the layout int8's quantizer needs.
 # "globalmaxpool": GlobalMaxPool over a [batch, chunk, tokens] block (W^T @ h^T per row). On CUDA,
 # ONNX Runtime runs ReduceMax through cuDNN's reduce, which for fp16 first converts the block to fp32:
 # a quarter of a BERT-base document batch's GPU time; cuDNN's pooling reads the fp16 block once.
@@ -68,25 +69,25 @@ class SpladeGraph(nn.Module):
     monotone) and max_i (h_i . w + b) = b + max_i (h_i . w): the only [batch, seq, vocab] work is
     the projection and a ReduceMax, chunk by chunk. Padded positions are replaced by the first
     token's hidden state, which cannot change a max, so no mask pass over [batch, seq, vocab] is needed.
-    Max pooling projects vocabulary-major, so that the reduction runs over the innermost axis; with
-    `vocab_major=False`, token-major ([batch, seq, chunk], the head's weight as the MatMul's second input,
-    as int8's quantizer needs it).
+    Max pooling with "reducemax" projects vocabulary-major, so that the reduction runs over the innermost
+    axis; with "reducemax-tokens", token-major ([batch, seq, chunk], the head's weight
+    as the MatMul's second input, as int8's quantizer needs it).
     """
 
     def __init__(self, mlm: nn.Module, decoder: nn.Linear, pooling: Pooling, top_k: int, vocab_chunk: int = 0,
-                 max_reduction: MaxReduction = "reducemax", activation: Activation = "relu", vocab_major: bool = True):
+                 max_reduction: MaxReduction = "reducemax", activation: Activation = "relu"):
         super().__init__()
         if pooling not in ("max", "sum"):
             raise ExportConfigError(f"pooling must be 'max' or 'sum', got {pooling!r}")
-        if max_reduction not in ("reducemax", "globalmaxpool"):
-            raise ExportConfigError(f"max_reduction must be 'reducemax' or 'globalmaxpool', got {max_reduction!r}")
+        if max_reduction not in MAX_REDUCTIONS:
+            raise ExportConfigError(f"max_reduction must be one of {', '.join(MAX_REDUCTIONS)}, got {max_reduction!r}")
         if activation not in ("relu", "log1p_relu"):
             raise ExportConfigError(f"activation must be 'relu' or 'log1p_relu', got {activation!r}")
         self.mlm = mlm
         self.pooling = pooling
         self.activation = activation
         self.pooled_by_pool = pooling == "max" and max_reduction == "globalmaxpool"
-        self.vocab_major = pooling == "max" and vocab_major and not self.pooled_by_pool
+        self.vocab_major = pooling == "max" and max_reduction == "reducemax"
         vocab = decoder.weight.shape[0]
         self.top_k = min(top_k, vocab)
         self.vocab_chunk = vocab_chunk if 0 < vocab_chunk < vocab else vocab
@@ -110,8 +111,8 @@ class SpladeGraph(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, S, H]
         mask = attention_mask.unsqueeze(-1).to(torch.bool)
-        # The vocabulary is projected in chunks: each [batch, seq, chunk] block is reduced to
-        # [batch, chunk] and freed before the next, so the [batch, seq, vocab] tensor never exists.
+        # The vocabulary is projected in chunks: each chunk's block of scores is reduced over tokens to
+        # [batch, chunk] (or [chunk, batch]) and freed before the next, so the [batch, seq, vocab] tensor never exists.
         projs = [getattr(self, f"proj_{i}") for i in range(self.chunks)]
         biases = [getattr(self, f"bias_{i}") for i in range(self.chunks)]
         if self.pooled_by_pool:  # [chunk, H] @ [B, H, S] -> [B, chunk, S], pooled over S
@@ -169,7 +170,7 @@ def example_inputs(tokenizer, vocab: int | None = None) -> tuple[torch.Tensor, t
 
 def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_k: int, opset: int,
                 vocab_chunk: int = 0, activation: Activation = "relu",
-                max_reduction: MaxReduction = "reducemax", vocab_major: bool = True) -> tuple[str, ...]:
+                max_reduction: MaxReduction = "reducemax") -> tuple[str, ...]:
     """Trace the SPLADE graph to `path` with dynamic batch and sequence axes; return output names."""
     mlm.eval()
     outputs = output_names(top_k)
@@ -179,7 +180,7 @@ def export_onnx(mlm: nn.Module, path: Path, *, tokenizer, pooling: Pooling, top_
     axes.update({name: {0: "batch"} for name in outputs})
     with decoder_removed(mlm) as decoder, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, max_reduction, activation, vocab_major).eval()
+        graph = SpladeGraph(mlm, decoder, pooling, top_k, vocab_chunk, max_reduction, activation).eval()
         torch.onnx.export(
             graph,
             (ids, mask),

@@ -40,6 +40,7 @@ def splade_manifest(cfg: ExportConfig, model: LoadedModel, graph: Graph, *, revi
         quantization=("int8-" + cfg.int8_scales) if cfg.precision == "int8" else "",
         prompts=dict(prompts or {}),
         default_prompt_name=default_prompt_name,
+        max_reduction=graph.max_reduction,
     )
 
 

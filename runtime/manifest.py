@@ -79,6 +79,9 @@ class Manifest:
     # encode_document / encode(prompt_name=...) do; default_prompt_name applies when a call names none.
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    # how max pooling reduces over tokens (export's --max-reduction, as built); "" for sum pooling and for
+    # folders exported before it was recorded (token-major). Informational: the runtime runs any layout.
+    max_reduction: str = ""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -120,6 +123,8 @@ class Manifest:
         for name in ("fusions", "versions", "validation", "prompts"):
             if not isinstance(getattr(self, name), dict):
                 return f"{name} must be a JSON object"
+        if not isinstance(self.max_reduction, str):
+            return f"max_reduction must be a string, got {self.max_reduction!r}"
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.prompts.items()):
             return "prompts must map names to strings"
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:

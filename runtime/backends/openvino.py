@@ -98,8 +98,8 @@ def type_projection_bf16(model) -> int:
 
     Left to itself, the CPU plugin runs the chunk's MatMul in bf16 but the reduction (part of the graph's f32
     tail) in f32, with a [rows, tokens, chunk] bf16->f32 reorder between them that dynamic shapes never reuse.
-    Max pooling over bf16 values is exact; sum pooling accumulates in bf16 like the MatMul output it reads.
-    A vocabulary-major export reshapes the product to [chunk, batch, tokens] before the reduction.
+    Max pooling over bf16 values is exact. A vocabulary-major export reshapes the product to [chunk, batch,
+    tokens] before the reduction. Sum pooling's ReduceSum reads the masked activation, not the product: left as is.
     Returns how many chunks were retyped.
     """
     import openvino as ov

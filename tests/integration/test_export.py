@@ -68,6 +68,7 @@ def test_full_weights_and_sum_pooling(exports, reference):
     assert weights.shape == (5, 30522) and weights.dtype == np.float32
     expected = np.stack([reference.encode(t, pooling="sum") for t in TEXTS[:5]])
     assert np.abs(weights - expected).max() < 1e-3 * max(1.0, expected.max())
+    assert load_manifest(folder).max_reduction == ""  # nothing to reduce by max
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
@@ -194,10 +195,11 @@ def _reduced_axes(graph: onnx.ModelProto, node: onnx.NodeProto) -> list[int]:
     return consts[node.input[1]].tolist()
 
 
-def test_max_pooling_reduces_tokens_innermost_and_int8_keeps_a_quantized_head(exports):
+def test_max_pooling_reduces_tokens_innermost_and_int8_keeps_a_quantized_head(exports, tmp_path, reference):
     """fp32 pools over the innermost axis of a vocabulary-major block (ONNX Runtime's CPU ReduceMax over a
     middle axis is several times slower on a batch of one); int8 keeps the token-major projection, the only
-    one whose head its quantizer quantizes."""
+    one whose head its quantizer quantizes; `reducemax-tokens` asks for that layout in any precision. Each
+    manifest records what was built, and the layouts give the same vectors."""
     from export.optimize import head_matmuls, pooling_reductions
 
     chunks = -(-30522 // 2048)
@@ -206,7 +208,17 @@ def test_max_pooling_reduces_tokens_innermost_and_int8_keeps_a_quantized_head(ex
     assert len(reductions) == chunks and all(n.op_type == "ReduceMax" for n in reductions)
     assert all(_reduced_axes(fp32, n) in ([2], [-1]) for n in reductions), "tokens must be the innermost axis"
     assert len(head_matmuls(fp32)) == chunks
+    assert load_manifest(exports()).max_reduction == "reducemax"
     int8 = onnx.load(str(exports("int8") / "model.onnx"))
     assert all(_reduced_axes(int8, n) == [1] for n in pooling_reductions(int8))
     assert head_matmuls(int8) == [], "no fp32 MatMul left between the tokens and the pooling"
     assert sum(n.op_type == "MatMulIntegerToFloat" for n in int8.graph.node) >= chunks
+    assert load_manifest(exports("int8")).max_reduction == "reducemax-tokens"
+    tokens = export_model(ExportConfig(model="splade-tiny", output=tmp_path / "tokens", validate=False,
+                                       max_reduction="reducemax-tokens")).manifest
+    graph = onnx.load(str(tmp_path / "tokens" / "model.onnx"))
+    assert tokens.max_reduction == "reducemax-tokens"
+    assert all(_reduced_axes(graph, n) == [1] for n in pooling_reductions(graph))
+    for texts in (TEXTS[:1], TEXTS[:4]):  # a batch of one and a padded batch
+        new, old = run_graph(exports(), reference, texts), run_graph(tmp_path / "tokens", reference, texts)
+        assert np.abs(dense(*new) - dense(*old)).max() < 1e-5
