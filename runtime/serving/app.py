@@ -29,6 +29,7 @@ from runtime.serving.batcher import BatchStats, DynamicBatcher
 from runtime.serving.fastpath import EmbedSparseFastPath
 from runtime.serving.guard import Guard, error_response
 from runtime.serving.limits import ServerLimits
+from runtime.serving.runcost import run_cost_tokens
 from runtime.serving.schemas import (
     EmbedSparseRequest,
     EncodeRequest,
@@ -91,7 +92,8 @@ class Metrics:
 def instances_of(batcher: DynamicBatcher) -> dict:
     """How a model's runs are laid out, for /info: runs at once, the threads each has, the sessions they share."""
     return {"instances": batcher.instances, "instance_threads": batcher.shared[0].session.threads,
-            "instance_sessions": len({id(runner) for runner in batcher.shared})}
+            "instance_sessions": len({id(runner) for runner in batcher.shared}),
+            "run_cost_tokens": batcher.run_cost_tokens}
 
 
 def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limits: ServerLimits | None = None) -> FastAPI:
@@ -117,7 +119,8 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
 
     def start_batcher(enc: SparseEncoder) -> DynamicBatcher:
         """The model's batcher, with its instances: on CPU they run on sessions of fewer threads (one they
-        share at 1 thread each, else one each), warmed up here so that no request pays a first run."""
+        share at 1 thread each, else one each), warmed up here so that no request pays a first run; and
+        what a run costs beyond its tokens, timed on them, to plan each batch's runs."""
         count, threads = plan_instances(enc.provider, enc.session.threads, limits.instances)
         shares = instances_share_a_session(enc.provider, threads)
         if count == 1 or (shares and threads == enc.session.threads):
@@ -128,7 +131,7 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
                 runner.encode(["warm-up query", "a somewhat longer warm-up passage " * 8])
         return DynamicBatcher(enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
                               max_wait_ms=limits.max_wait_ms, on_batch=metrics.on_batch, instances=count,
-                              shared=shared)
+                              shared=shared, run_cost_tokens=run_cost_tokens(shared[0]))
 
     app = FastAPI(title="SPLADE ONNX server", version="0.1.0", lifespan=lifespan,
                   description="TEI-compatible sparse embeddings with ONNX Runtime.",

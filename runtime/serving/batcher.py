@@ -48,7 +48,8 @@ class _Batch:
     """A gathered batch in flight: its sequences, the rows each part still waits for, and its sub-batches
     (each of similar lengths), which any free worker may run, in the order their oldest request arrived."""
 
-    def __init__(self, parts: list[Part], *, alone: bool, max_batch_size: int, max_batch_tokens: int):
+    def __init__(self, parts: list[Part], *, alone: bool, max_batch_size: int, max_batch_tokens: int,
+                 run_cost_tokens: float | None = None):
         self.parts, self.alone = parts, alone
         self.started = time.monotonic()
         self.waits = tuple(self.started - p.request.ready for p in parts)  # before a re-queued part moves `ready`
@@ -57,8 +58,13 @@ class _Batch:
         self.offsets = np.cumsum([0] + [p.end - p.start for p in parts]).tolist()
         self.slots: list[SparseVector | None] = [None] * len(self.sequences)
         self.left = [p.end - p.start for p in parts]  # rows still to come per part; 0: answered (or failed)
-        runs = batching.plan(batching.lengths_of(self.sequences), max_batch_size=max_batch_size,
-                             max_batch_tokens=max_batch_tokens, shortest_first=True)
+        lengths = batching.lengths_of(self.sequences)
+        if run_cost_tokens is None:
+            runs = batching.plan(lengths, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
+                                 shortest_first=True)
+        else:
+            runs = batching.plan_by_cost(lengths, run_cost_tokens=run_cost_tokens, max_batch_size=max_batch_size,
+                                         max_batch_tokens=max_batch_tokens)
         # each run's place in line, and the runs in that order (stable: among equals, shortest first)
         keyed = sorted(((self.arrival(rows), rows) for rows in runs), key=lambda pair: pair[0])
         self.arrivals: list[float] = [arrival for arrival, _ in keyed]
@@ -130,8 +136,11 @@ class DynamicBatcher:
     def __init__(self, encoder: SparseEncoder, *, max_batch_size: int = DEFAULT_BATCH_SIZE,
                  max_batch_tokens: int | None = None, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                  on_batch: Callable[[BatchStats], None] | None = None, instances: int = 1,
-                 shared: SparseEncoder | Sequence[SparseEncoder] | None = None):
-        """`max_batch_tokens` defaults to the encoder's own (`EncoderOptions.max_batch_tokens`)."""
+                 shared: SparseEncoder | Sequence[SparseEncoder] | None = None, run_cost_tokens: float | None = None):
+        """`max_batch_tokens` defaults to the encoder's own (`EncoderOptions.max_batch_tokens`). `run_cost_tokens`:
+        what one run costs beyond its tokens, in padded tokens' worth (`runcost.run_cost_tokens` measures it);
+        a batch then splits into the runs of least total cost. None: runs split where padding a sequence to
+        its run's longest would cost more than `batching.MAX_PADDING` times its own length."""
         if max_batch_tokens is None:
             max_batch_tokens = encoder.options.max_batch_tokens
         check_positive_int(max_batch_size, "max_batch_size")
@@ -139,6 +148,9 @@ class DynamicBatcher:
         check_positive_int(instances, "instances")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int | float) or not 0 <= max_wait_ms < math.inf:
             raise InvalidInputError(f"max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}")
+        if run_cost_tokens is not None and (isinstance(run_cost_tokens, bool) or not isinstance(run_cost_tokens, int | float)
+                                            or not 0 <= run_cost_tokens < math.inf):
+            raise InvalidInputError(f"run_cost_tokens must be a finite number >= 0 or None, got {run_cost_tokens!r}")
         runners = tuple(shared) if isinstance(shared, Sequence) else (shared or encoder,)
         if len(runners) not in (1, instances):
             raise InvalidInputError(f"shared must be one encoder or one per instance ({instances}), got {len(runners)}")
@@ -146,6 +158,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
+        self.run_cost_tokens = run_cost_tokens
         self.on_batch = on_batch
         self.instances = instances
         self.shared = runners  # worker i runs its sub-batches on runners[i % len(runners)]
@@ -275,7 +288,7 @@ class DynamicBatcher:
             # alone: nothing else queued or waiting to run, and the one running is this worker
             lone = len(parts) == 1 and not self._pending and not self._runs and self._running == 1
             batch = _Batch(parts, alone=self.instances == 1 or lone, max_batch_size=self.max_batch_size,
-                           max_batch_tokens=self.max_batch_tokens)
+                           max_batch_tokens=self.max_batch_tokens, run_cost_tokens=self.run_cost_tokens)
         except BaseException as exc:  # noqa: BLE001 -- nothing may leave a future unanswered
             log.exception("batcher: a batch could not be formed; failing its requests")
             for part in parts or [Part(first, first.done, len(first.lengths))]:

@@ -11,6 +11,8 @@ import pytest
 
 from runtime import DynamicBatcher, SparseVector, SpladeEncoder
 from runtime.backends.options import instances_share_a_session, plan_instances
+from runtime.errors import InvalidInputError
+from runtime.serving.runcost import MAX_RUN_COST_TOKENS, run_cost_tokens
 from tests.conftest import assert_matches, encode_concurrently
 from tests.servers import AppServer
 
@@ -148,6 +150,8 @@ def test_server_runs_its_planned_instances(fp32_dir, reference):
             doc = info["document"]
             assert (doc["instances"], doc["instance_threads"], doc["instance_sessions"]) == layout
             assert info["limits"]["instances"] == (2 if flags else 0)
+            cost = doc["run_cost_tokens"]  # timed at start-up on the instances (None: the timings fit no cost)
+            assert cost is None or (isinstance(cost, float) and 0 <= cost <= MAX_RUN_COST_TOKENS)
             answer = server.post("/embed_sparse", json={"inputs": ["what is onnx", PASSAGE]}).json()
             for got, text in zip(answer, ["what is onnx", PASSAGE]):
                 vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
@@ -175,3 +179,25 @@ def test_a_batch_that_cannot_be_formed_fails_its_callers_only(encoder, narrow, m
         [vec] = batcher.submit(["second"]).result(timeout=30)
     [want] = encoder.encode(["second"])
     assert np.array_equal(vec.indices, want.indices)
+
+
+@pytest.mark.parametrize("cost", [0.0, 16.0, 1e6])
+def test_runs_planned_by_cost_answer_every_caller(encoder, narrow, reference, cost):
+    """Runs split by a measured fixed cost (none: a run per sequence; huge: as few runs as the caps allow):
+    each caller still gets exactly the reference vector of its own text."""
+    texts = [f"caller {i} asks about {TOPICS[i % len(TOPICS)]}" if i % 3 else f"{i}. " + PASSAGE * (1 + i % 3)
+             for i in range(48)]
+    with DynamicBatcher(encoder, instances=2, shared=narrow, max_batch_size=16, run_cost_tokens=cost) as batcher:
+        results = encode_concurrently(batcher, texts, together=True)
+    for vec, text in zip(results, texts):
+        assert_matches(vec, reference.encode(text))
+
+
+def test_run_cost_is_measured_and_checked(encoder, narrow):
+    """A run's fixed cost comes back in range (None only when the timings fit no cost per token, which a loaded
+    machine can cause: the batcher then keeps the length-ratio rule); bad values are refused."""
+    measured = run_cost_tokens(narrow)
+    assert measured is None or 0.0 <= measured <= MAX_RUN_COST_TOKENS
+    for bad in (-1, float("nan"), float("inf"), True, "16"):
+        with pytest.raises(InvalidInputError, match="run_cost_tokens"):
+            DynamicBatcher(encoder, run_cost_tokens=bad)  # type: ignore[arg-type]
