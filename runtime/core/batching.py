@@ -27,6 +27,7 @@ def lengths_of(sequences: Sequence[np.ndarray]) -> np.ndarray:
     return np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
 
 
+COST_PLAN_MAX_SEQUENCES = 64  # past this, a batch's runs are large enough that the length-ratio rule serves
 MAX_PADDING = 1.25  # a sequence joins a batch only if the batch's longest is at most this × its length
 
 
@@ -74,6 +75,7 @@ def plan_by_cost(lengths: np.ndarray, *, run_cost_tokens: float, max_batch_size:
     split into consecutive runs is a dynamic program (O(n²) for the n sequences of one gathered
     batch). Merging two runs pays when the padding it adds costs less than the run it saves: a
     tiny model's run of one 10-token query costs as much as a run of three. Caps as in `plan`.
+    The work grows with n × max_batch_size: callers keep n small (COST_PLAN_MAX_SEQUENCES).
     """
     if max_batch_size < 1 or max_batch_tokens < 1:
         raise InvalidInputError("max_batch_size and max_batch_tokens must be >= 1")
@@ -89,7 +91,7 @@ def plan_by_cost(lengths: np.ndarray, *, run_cost_tokens: float, max_batch_size:
             if rows > max_batch_size or (rows > 1 and rows * longest > max_batch_tokens):
                 break
             cost = best[first] + run_cost_tokens + rows * longest
-            if cost < best[end]:
+            if cost <= best[end]:  # among equal costs, fewer runs
                 best[end], start[end] = cost, first
     runs: list[np.ndarray] = []
     end = n

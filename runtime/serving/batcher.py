@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class _Batch:
         self.slots: list[SparseVector | None] = [None] * len(self.sequences)
         self.left = [p.end - p.start for p in parts]  # rows still to come per part; 0: answered (or failed)
         lengths = batching.lengths_of(self.sequences)
-        if run_cost_tokens is None:
+        if run_cost_tokens is None or len(lengths) > batching.COST_PLAN_MAX_SEQUENCES:  # planned under the lock
             runs = batching.plan(lengths, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
                                  shortest_first=True)
         else:
@@ -148,7 +149,7 @@ class DynamicBatcher:
         check_positive_int(instances, "instances")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int | float) or not 0 <= max_wait_ms < math.inf:
             raise InvalidInputError(f"max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}")
-        if run_cost_tokens is not None and (isinstance(run_cost_tokens, bool) or not isinstance(run_cost_tokens, int | float)
+        if run_cost_tokens is not None and (isinstance(run_cost_tokens, bool) or not isinstance(run_cost_tokens, Real)
                                             or not 0 <= run_cost_tokens < math.inf):
             raise InvalidInputError(f"run_cost_tokens must be a finite number >= 0 or None, got {run_cost_tokens!r}")
         runners = tuple(shared) if isinstance(shared, Sequence) else (shared or encoder,)
@@ -158,7 +159,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
-        self.run_cost_tokens = run_cost_tokens
+        self.run_cost_tokens = None if run_cost_tokens is None else float(run_cost_tokens)
         self.on_batch = on_batch
         self.instances = instances
         self.shared = runners  # worker i runs its sub-batches on runners[i % len(runners)]

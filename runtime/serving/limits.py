@@ -28,6 +28,9 @@ class ServerLimits:
                            least=0, most=64)
     max_wait_ms: float = limit(DEFAULT_MAX_WAIT_MS, "how long a batch may wait for more requests once the worker is "
                                "free (0: it takes what is queued and starts)", least=0, most=60_000)
+    run_cost_tokens: float = limit(-1.0, "what one inference run costs beyond its tokens, in padded tokens' worth: "
+                                   "each batch splits into the runs of least total cost (-1: timed at start-up on "
+                                   "the model's instances, as /info shows)", least=-1, most=4096)
     max_concurrent_requests: int = limit(512, "requests in flight before 429")
     max_client_batch_size: int = limit(32, "inputs per request before 413")
     payload_limit: int = limit(2_000_000, "request body bytes before 413, checked before parsing")

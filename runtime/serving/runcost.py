@@ -24,15 +24,17 @@ MAX_RUN_COST_TOKENS = 4096.0  # a fixed cost past this merges everything the cap
 
 
 def run_cost_tokens(encoder: SparseEncoder, *, repeats: int = 7, budget_s: float = 0.5) -> float | None:
-    """A run's fixed cost in padded tokens' worth (0 to MAX_RUN_COST_TOKENS), or None when the timings do
-    not fit a positive cost per token (the batcher then keeps its length-ratio rule). Each shape runs up
-    to `repeats` times within about `budget_s`, and its fastest run counts (the least disturbed by other
-    work on the machine)."""
+    """A run's fixed cost in padded tokens' worth (up to MAX_RUN_COST_TOKENS), or None when the timings fit
+    no positive fixed cost and cost per token (the batcher then keeps its length-ratio rule). Each shape
+    runs up to `repeats` times within about `budget_s`, and its fastest run counts (the least disturbed by
+    other work on the machine); shapes the encoder would split into several runs are left out."""
     seed = encoder.tokenize(["sparse retrieval"], EncodeOptions.of(truncate=True)).sequences[0]
     x: list[float] = []
     y: list[float] = []
     for rows, wanted in SHAPES:
         length = max(3, min(wanted, encoder.max_length))
+        if rows > encoder.session.max_batch_size or rows * length > encoder.options.max_batch_tokens:
+            continue
         sequence = np.concatenate([seed[:1], np.repeat(seed[1:2], length - 2), seed[-1:]])
         batch = [sequence] * rows
         times: list[float] = []
@@ -47,11 +49,14 @@ def run_cost_tokens(encoder: SparseEncoder, *, repeats: int = 7, budget_s: float
                 break
         x.append(rows * length)
         y.append(min(times))
-    per_token, fixed = np.polyfit(np.array(x, dtype=float), np.array(y), 1)
-    if not per_token > 0:
-        log.info("run cost: timings fit no cost per token (%s); runs split by length ratio", y)
+    if len(set(x)) < 2:
+        log.info("run cost: the batch caps leave one shape to time; runs split by length ratio")
         return None
-    tokens = float(min(max(fixed / per_token, 0.0), MAX_RUN_COST_TOKENS))
+    per_token, fixed = np.polyfit(np.array(x, dtype=float), np.array(y), 1)
+    if not (per_token > 0 and fixed > 0):
+        log.info("run cost: timings %s fit no positive fixed cost and cost per token; runs split by length ratio", y)
+        return None
+    tokens = float(min(fixed / per_token, MAX_RUN_COST_TOKENS))
     log.info("run cost: %.2f ms fixed + %.1f µs per padded token = %.0f tokens' worth", fixed * 1e3,
              per_token * 1e6, tokens)
     return tokens

@@ -201,3 +201,20 @@ def test_run_cost_is_measured_and_checked(encoder, narrow):
     for bad in (-1, float("nan"), float("inf"), True, "16"):
         with pytest.raises(InvalidInputError, match="run_cost_tokens"):
             DynamicBatcher(encoder, run_cost_tokens=bad)  # type: ignore[arg-type]
+    with DynamicBatcher(encoder, run_cost_tokens=np.float32(16)) as batcher:  # numpy numbers are numbers
+        assert batcher.run_cost_tokens == 16.0 and type(batcher.run_cost_tokens) is float
+
+
+def test_server_takes_a_run_cost_or_times_one(fp32_dir, reference):
+    """`--run-cost-tokens N` is used as given (0: a run per length); out of range is a clean start-up error."""
+    with AppServer(fp32_dir, "--provider", "cpu", "--run-cost-tokens", "0") as server:
+        assert server.get("/info").json()["document"]["run_cost_tokens"] == 0.0
+        texts = ["what is onnx", "what is rust", PASSAGE]
+        answer = server.post("/embed_sparse", json={"inputs": texts}).json()
+        for got, text in zip(answer, texts):
+            vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
+            assert_matches(vec, reference.encode(text))
+    from runtime.serving.limits import ServerLimits
+
+    with pytest.raises(InvalidInputError, match="--run-cost-tokens must be a finite number from -1 to 4096"):
+        ServerLimits(run_cost_tokens=5000)

@@ -50,6 +50,9 @@ def test_no_fixed_cost_runs_each_alone_and_a_large_one_merges_up_to_the_caps():
                                              max_batch_tokens=1000)] == [[1, 0, 3, 2]]
     assert [r.tolist() for r in plan_by_cost(lengths, run_cost_tokens=1e6, max_batch_size=8,
                                              max_batch_tokens=100)] == [[1, 0, 3], [2]]
+    # equal costs: fewer runs (sequences of one length share a run even with no fixed cost)
+    assert [r.tolist() for r in plan_by_cost(np.full(5, 10), run_cost_tokens=0, max_batch_size=8,
+                                             max_batch_tokens=1000)] == [[0, 1, 2, 3, 4]]
     # the 16-token fixed cost of a tiny model: queries share a run, the document pays its own
     assert [r.tolist() for r in plan_by_cost(lengths, run_cost_tokens=16, max_batch_size=8,
                                              max_batch_tokens=1000)] == [[1, 0, 3], [2]]
