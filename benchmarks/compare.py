@@ -26,6 +26,7 @@ import torch
 
 from benchmarks import corpus
 from benchmarks.engines import OPTIMUM_MISSING, OptimumEngine, OursEngine, TorchEngine, as_dense, optimum_available
+from benchmarks.fidelity import exported
 from benchmarks.machine import cpu_has_bf16, machine
 from export.validate import compare as fidelity
 
@@ -103,13 +104,6 @@ def ours_precisions(device: str) -> tuple[str, ...]:
 
 # The export settings for GPU deployments (docs/gpu.md): larger vocabulary chunks and cuDNN pooling for the max.
 GPU_EXPORT = {"vocab_chunk": 8192, "max_reduction": "globalmaxpool"}
-
-
-def exported(folder: Path) -> bool:
-    """A folder of ours to reuse: exported by this version's graph (its manifest records max_reduction; one
-    from before vocabulary-major pooling would time the old graph), else exported again."""
-    manifest = folder / "splade.json"
-    return manifest.exists() and "max_reduction" in json.loads(manifest.read_text())
 
 
 def export_ours(src: str, dest: Path, precision: str, **options) -> Path:

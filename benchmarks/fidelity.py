@@ -36,6 +36,13 @@ PACKAGES = ("numpy", "scipy", "httpx", "pydantic", "fastapi", "starlette", "clic
 MAX_FILES_PER_PACKAGE = 400
 
 
+def exported(folder: Path) -> bool:
+    """A folder of ours to reuse: exported by this version's graph (its manifest records max_reduction; one
+    from before vocabulary-major pooling would time the old graph), else exported again."""
+    manifest = folder / "splade.json"
+    return manifest.exists() and "max_reduction" in json.loads(manifest.read_text())
+
+
 @dataclass(frozen=True)
 class Pair:
     query: str
@@ -177,7 +184,6 @@ def pytorch_weights(source: Path, texts: list[str], max_length: int) -> dict[str
 
 def engines(work: Path) -> list[tuple[str, Path, str, dict]]:
     """(name, folder, provider, provider_options) for every precision and provider available here."""
-    from benchmarks.compare import exported
     from export import ExportConfig, export_model
 
     folders = {}
