@@ -129,10 +129,10 @@ def create_app(document: SparseEncoder, query: SparseEncoder | None = None, limi
             shared = [enc.reopen(threads=threads) for _ in range(1 if shares else count)]
             for runner in shared:
                 runner.encode(["warm-up query", "a somewhat longer warm-up passage " * 8])
+        cost = run_cost_tokens(shared[0]) if limits.run_cost_tokens < 0 else limits.run_cost_tokens
         return DynamicBatcher(enc, max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
                               max_wait_ms=limits.max_wait_ms, on_batch=metrics.on_batch, instances=count,
-                              shared=shared, run_cost_tokens=run_cost_tokens(shared[0]) if limits.run_cost_tokens < 0
-                              else limits.run_cost_tokens)
+                              shared=shared, run_cost_tokens=cost)
 
     app = FastAPI(title="SPLADE ONNX server", version="0.1.0", lifespan=lifespan,
                   description="TEI-compatible sparse embeddings with ONNX Runtime.",

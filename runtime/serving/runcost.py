@@ -5,7 +5,7 @@ what a run costs by itself (launching the graph, reading every weight: a 15 MB v
 on splade-tiny, 434 MB of weights on BERT-base fp32) against what one more padded token costs. Both
 differ by model, precision, provider and machine, so they are timed on the encoder the runs will use,
 from a few synthetic batches, and fitted as seconds = fixed + per_token × rows × longest. On 2 vCPUs:
-splade-tiny fp32 about 16 tokens' worth, BERT-base fp32 about 20 (docs/server.md).
+splade-tiny fp32 10-17 tokens' worth, BERT-base fp32 about 20 (docs/server.md).
 """
 
 from __future__ import annotations

@@ -21,6 +21,15 @@ PASSAGE = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mar
 TOPICS = ["cats", "rust", "paris", "onnx", "tea", "rivers"]
 
 
+def assert_served(server, texts, reference):
+    """The server's /embed_sparse answer for `texts` is, text by text, the PyTorch reference's vector."""
+    answer = server.post("/embed_sparse", json={"inputs": texts}).json()
+    assert len(answer) == len(texts)
+    for got, text in zip(answer, texts):
+        vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
+        assert_matches(vec, reference.encode(text))
+
+
 @pytest.fixture(scope="module")
 def encoder(fp32_dir):
     return SpladeEncoder(fp32_dir, provider="cpu", threads=2, max_batch_tokens=8192)
@@ -152,10 +161,7 @@ def test_server_runs_its_planned_instances(fp32_dir, reference):
             assert info["limits"]["instances"] == (2 if flags else 0)
             cost = doc["run_cost_tokens"]  # timed at start-up on the instances (None: the timings fit no cost)
             assert cost is None or (isinstance(cost, float) and 0 <= cost <= MAX_RUN_COST_TOKENS)
-            answer = server.post("/embed_sparse", json={"inputs": ["what is onnx", PASSAGE]}).json()
-            for got, text in zip(answer, ["what is onnx", PASSAGE]):
-                vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
-                assert_matches(vec, reference.encode(text))
+            assert_served(server, ["what is onnx", PASSAGE], reference)
 
 
 def test_a_batch_that_cannot_be_formed_fails_its_callers_only(encoder, narrow, monkeypatch):
@@ -209,11 +215,7 @@ def test_server_takes_a_run_cost_or_times_one(fp32_dir, reference):
     """`--run-cost-tokens N` is used as given (0: a run per length); out of range is a clean start-up error."""
     with AppServer(fp32_dir, "--provider", "cpu", "--run-cost-tokens", "0") as server:
         assert server.get("/info").json()["document"]["run_cost_tokens"] == 0.0
-        texts = ["what is onnx", "what is rust", PASSAGE]
-        answer = server.post("/embed_sparse", json={"inputs": texts}).json()
-        for got, text in zip(answer, texts):
-            vec = SparseVector.from_dict({"indices": [x["index"] for x in got], "values": [x["value"] for x in got]})
-            assert_matches(vec, reference.encode(text))
+        assert_served(server, ["what is onnx", "what is rust", PASSAGE], reference)
     from runtime.serving.limits import ServerLimits
 
     with pytest.raises(InvalidInputError, match="--run-cost-tokens must be a finite number from -1 to 4096"):
